@@ -1,0 +1,115 @@
+"""Result records shared by the runner, the checks and the reports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Status = Literal["passed", "failed", "error", "timeout", "skipped"]
+STATUSES: tuple[Status, ...] = ("passed", "failed", "error", "timeout", "skipped")
+
+CHECK_IDS = (
+    "model.load",
+    "tokenization.round_trip",
+    "finetune.loss_decreases",
+    "chatbot.before_after",
+    "interface.gradio",
+    "exercises.answered",
+)
+
+CHECK_TITLES = {
+    "model.load": "Model and tokenizer loaded",
+    "tokenization.round_trip": "Tokenization round trip",
+    "finetune.loss_decreases": "Fine-tuning lowers the loss",
+    "chatbot.before_after": "Chatbot before and after fine-tuning",
+    "interface.gradio": "Gradio interface",
+    "exercises.answered": "Written exercises answered",
+}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One student's work: a notebook or script, found on disk."""
+
+    id: str
+    path: Path
+
+    @property
+    def kind(self) -> str:
+        return "notebook" if self.path.suffix == ".ipynb" else "script"
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one check on one submission."""
+
+    id: str
+    status: Status
+    score: float
+    max_score: float
+    message: str
+    # Structured evidence for the report (tables, numbers); plain JSON data.
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return CHECK_TITLES[self.id]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CellRun:
+    """How one code cell of a submission ran."""
+
+    index: int
+    label: str
+    status: Literal["ok", "error", "timeout", "exit", "not run"]
+    seconds: float = 0.0
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    hint: str | None = None
+    output: str = ""
+
+
+@dataclass
+class SubmissionResult:
+    """Everything graded about one submission; totals are derived from the checks."""
+
+    submission_id: str
+    path: str
+    checks: list[CheckResult]
+    cells: list[CellRun] = field(default_factory=list)
+    magics: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    exercises: dict[str, str | None] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    # Set when the submission could not be read or run at all.
+    problem: str | None = None
+
+    @property
+    def score(self) -> float:
+        return round(sum(check.score for check in self.checks), 2)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(check.max_score for check in self.checks), 2)
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.score / self.max_score, 1) if self.max_score else 0.0
+
+    def check(self, check_id: str) -> CheckResult:
+        for check in self.checks:
+            if check.id == check_id:
+                return check
+        raise KeyError(check_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(score=self.score, max_score=self.max_score, percent=self.percent)
+        return data
