@@ -1,0 +1,107 @@
+"""Command line: `grade PATH` grades a folder of submissions (or one file) and writes the reports.
+
+Exit codes: 0 when every submission was graded, whatever the students scored; 1 when the grader itself
+failed; 2 for bad usage, with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from harness import __version__
+from harness.config import DEFAULT_MODEL, DEFAULT_OUT, DEFAULT_SEED, GradeConfig, Limits
+from harness.discover import DiscoveryError, find_submissions
+from harness.models import UnknownModelError, offline_choices
+from harness.records import SubmissionResult
+
+logger = logging.getLogger("harness")
+
+EXIT_OK, EXIT_HARNESS_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    limits = Limits()
+    parser = argparse.ArgumentParser(
+        prog="grade",
+        description="Grade lab submissions (.ipynb or .py) offline and write HTML reports and exports.",
+    )
+    parser.add_argument("path", type=Path, help="a folder of submissions (files, or one subfolder each) or one file")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"model every submission is graded with: {offline_choices()}, or a hub id "
+                             f"available in the local cache (default: {DEFAULT_MODEL})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT}/)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default: {DEFAULT_SEED})")
+    parser.add_argument("--cell-timeout", type=positive_seconds, default=limits.cell, metavar="SECONDS",
+                        help=f"wall-clock limit per notebook cell (default: {limits.cell:g})")
+    parser.add_argument("--check-timeout", type=positive_seconds, default=limits.check, metavar="SECONDS",
+                        help=f"wall-clock limit per check (default: {limits.check:g})")
+    parser.add_argument("--timeout", type=positive_seconds, default=limits.submission, metavar="SECONDS",
+                        help=f"wall-clock limit per submission (default: {limits.submission:g})")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per submission (default: the number of cores)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def print_result(result: SubmissionResult) -> None:
+    statuses = " ".join(f"{check.id}={check.status}" for check in result.checks)
+    print(f"{result.submission_id}: {result.score:g}/{result.max_score:g} ({result.seconds:.0f} s) {statuses}",
+          flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+
+    config = GradeConfig(
+        model=args.model,
+        out=args.out,
+        seed=args.seed,
+        limits=Limits(cell=args.cell_timeout, check=args.check_timeout, submission=args.timeout),
+        threads=args.threads,
+    )
+    try:
+        submissions, warnings = find_submissions(args.path)
+    except DiscoveryError as error:
+        parser.exit(EXIT_USAGE, f"grade: error: {error}\n")
+    for warning in warnings:
+        logger.warning(warning)
+
+    from harness.grading import grade_batch
+
+    try:
+        batch = grade_batch(submissions, config=config, on_result=print_result)
+    except UnknownModelError as error:
+        parser.exit(EXIT_USAGE, f"grade: error: {error}\n")
+
+    print(f"Reports: {(config.out / 'index.html').resolve()}")
+    if batch.internal_errors:
+        for problem in batch.internal_errors:
+            logger.error("grader failure: %s", problem)
+        return EXIT_HARNESS_FAILED
+    return EXIT_OK
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,211 @@
+"""Grade a batch: resolve the model once, run each submission in isolation, check it, write its outputs at once."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from harness import __version__
+from harness.checks import chatbot, exercises, finetune, interface, model_load, tokenization
+from harness.checks.common import CheckContext, first_line
+from harness.checks.diagnose import SHARE_HINT, hint_for
+from harness.config import GradeConfig
+from harness.execute.supervisor import RunOutcome, run_program
+from harness.models import ModelSpec, resolve_model
+from harness.records import CHECK_IDS, CellRun, CheckResult, Submission, SubmissionResult
+from harness.report import writer
+from harness.source import Program, SubmissionError, load_program
+
+logger = logging.getLogger(__name__)
+
+LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "evaluate", "gradio", "gradio_client", "nbformat")
+
+
+@dataclass
+class BatchResult:
+    """All graded submissions of one run, and whether the grader itself failed anywhere."""
+
+    results: list[SubmissionResult] = field(default_factory=list)
+    environment: dict = field(default_factory=dict)
+    internal_errors: list[str] = field(default_factory=list)
+
+
+def describe_environment(model: ModelSpec, config: GradeConfig) -> dict:
+    import torch
+
+    versions = {}
+    for library in LIBRARIES:
+        try:
+            versions[library] = metadata.version(library)
+        except metadata.PackageNotFoundError:
+            versions[library] = "not installed"
+    return {
+        "harness": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "model": model.to_dict(),
+        "seed": config.seed,
+        "libraries": versions,
+        "rubric": {
+            "prompt": config.rubric.prompt,
+            "response": config.rubric.response,
+            "min_loss_drop": config.rubric.min_loss_drop,
+            "min_chrf_gain": config.rubric.min_chrf_gain,
+            "max_new_tokens": config.rubric.max_new_tokens,
+        },
+        "limits": {"cell_seconds": config.limits.cell, "check_seconds": config.limits.check,
+                   "submission_seconds": config.limits.submission},
+    }
+
+
+def grade_batch(submissions: list[Submission], *, config: GradeConfig,
+                on_result: Callable[[SubmissionResult], None] | None = None) -> BatchResult:
+    """Grade `submissions` one after another, writing each one's outputs as soon as it is graded."""
+    model = resolve_model(config.model)
+    environment = describe_environment(model, config)
+    logger.info("grading %d submissions with %s (seed %d)", len(submissions), model.description, config.seed)
+    meter = finetune.LossMeter(model.path, config.rubric.prompt, config.rubric.response)
+    logger.info("loss of the trained pair under the original weights: %.4f", meter.base_loss)
+
+    batch = BatchResult(environment=environment)
+    config.out.mkdir(parents=True, exist_ok=True)
+    for submission in submissions:
+        result = grade_submission(submission, model=model, meter=meter, config=config, environment=environment)
+        writer.write_submission(result, config.out)
+        batch.results.append(result)
+        batch.internal_errors.extend(
+            f"{result.submission_id}: {check.id}: {check.message}" for check in result.checks
+            if check.details.get("internal")
+        )
+        if on_result:
+            on_result(result)
+    writer.write_class(batch.results, environment, config.out)
+    return batch
+
+
+def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetune.LossMeter, config: GradeConfig,
+                     environment: dict) -> SubmissionResult:
+    started = time.monotonic()
+    try:
+        program = load_program(submission.path)
+    except SubmissionError as error:
+        return unreadable(submission, str(error), config, environment)
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"grade-{submission.id[:40]}-"))
+    try:
+        outcome = run_program(program, model, config, scratch / "work", scratch / "artifacts",
+                              [text for _, text in tokenization.HARD_STRINGS])
+        cells = cell_runs(program, outcome, config.limits.output_chars)
+        context = CheckContext(config=config, program=program, outcome=outcome, cells=cells)
+        checks = run_checks(context, model, meter)
+        notes = collect_notes(program, outcome, config)
+        probe_output = {check_id: outcome.output(f"probe-{check_id}", config.limits.output_chars)
+                        for check_id in CHECK_IDS}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    result = SubmissionResult(
+        submission_id=submission.id,
+        path=str(submission.path),
+        checks=checks,
+        cells=cells,
+        magics=program.magics,
+        notes=notes,
+        exercises=exercises.find_answers(program),
+        environment=environment,
+        seconds=round(time.monotonic() - started, 2),
+    )
+    if not outcome.finished:
+        result.problem = process_problem(outcome)
+    for check in result.checks:
+        if probe_output.get(check.id):
+            check.details.setdefault("output", probe_output[check.id])
+    return result
+
+
+def run_checks(context: CheckContext, model: ModelSpec, meter: finetune.LossMeter) -> list[CheckResult]:
+    outcome = context.outcome
+    if outcome.last_step == "startup" and not outcome.finished and not outcome.kill_reason:
+        # No student code runs before the first cell, so a failure here is the grader's own.
+        setup_output = outcome.output("setup", 2000)
+        logger.error("the submission process failed before any student code ran:\n%s", setup_output)
+        points = context.config.rubric.points
+        return [CheckResult(check_id, "error", 0.0, points.for_check(check_id),
+                            "The grader failed to start the run; this is not your fault, tell your instructor.",
+                            {"internal": True, "output": setup_output}) for check_id in CHECK_IDS]
+    load = model_load.grade(context, model.name)
+    tokens = tokenization.grade(context)
+    tuning = finetune.grade(context, meter)
+    chat = chatbot.grade(context, tuning)
+    gradio = interface.grade(context)
+    written = exercises.grade(context)
+    return [load, tokens, tuning, chat, gradio, written]
+
+
+def cell_runs(program: Program, outcome: RunOutcome, output_chars: int) -> list[CellRun]:
+    runs = []
+    for cell in program.code_cells:
+        event = outcome.cells.get(cell.index)
+        if event is None:
+            stopped_here = outcome.stopped_in == f"cell-{cell.index}"
+            runs.append(CellRun(
+                index=cell.index, label=cell.label, status="timeout" if stopped_here and outcome.kill_reason else "not run",
+                error=outcome.kill_reason if stopped_here else None,
+                output=outcome.output(f"cell-{cell.index}", output_chars),
+            ))
+            continue
+        runs.append(CellRun(
+            index=cell.index,
+            label=cell.label,
+            status=event["status"],
+            seconds=event.get("seconds", 0.0),
+            error_type=event.get("error_type"),
+            error=event.get("error"),
+            traceback=event.get("traceback"),
+            hint=hint_for(event.get("error_type"), event.get("error")),
+            output=outcome.output(f"cell-{cell.index}", output_chars),
+        ))
+    return runs
+
+
+def collect_notes(program: Program, outcome: RunOutcome, config: GradeConfig) -> list[str]:
+    recorder = outcome.recorder
+    notes = []
+    requested = sorted({entry["requested"] for entry in recorder.get("requests", [])})
+    if requested:
+        notes.append(f"from_pretrained({', '.join(requested)}) was served by the grading model {config.model}.")
+    if recorder.get("generate_capped"):
+        asked = ", ".join(recorder["generate_capped"])
+        notes.append(f"Generation was capped at {config.rubric.max_new_tokens} new tokens (the code asked for {asked}).")
+    if any(launch.get("share") for launch in recorder.get("launches", [])):
+        notes.append(SHARE_HINT)
+    if recorder.get("launches"):
+        notes.append("launch() was recorded but not started while the notebook ran; the interface check starts it.")
+    if recorder.get("colab_calls"):
+        notes.append(f"Colab-only calls did nothing here: {', '.join(sorted(set(recorder['colab_calls'])))}.")
+    if program.magics:
+        notes.append(f"{len(program.magics)} shell or magic lines were not run (listed below).")
+    return notes
+
+
+def process_problem(outcome: RunOutcome) -> str:
+    step = outcome.stopped_in or "startup"
+    if outcome.kill_reason:
+        return f"The grader stopped the submission during {step}: it {outcome.kill_reason}."
+    return f"The submission process ended during {step} with exit code {outcome.exit_code}."
+
+
+def unreadable(submission: Submission, message: str, config: GradeConfig, environment: dict) -> SubmissionResult:
+    points = config.rubric.points
+    checks = [CheckResult(check_id, "error", 0.0, points.for_check(check_id), f"Not graded: {message}")
+              for check_id in CHECK_IDS]
+    return SubmissionResult(submission_id=submission.id, path=str(submission.path), checks=checks,
+                            environment=environment, problem=first_line(message, 1000))
