@@ -170,7 +170,7 @@ def _docstring_cells(text: str) -> list[Cell]:
 
 def _append_code(cells: list[Cell], lines: list[str]) -> None:
     code = "\n".join(lines).strip("\n")
-    if code.strip():
+    if any(line.strip() and not line.lstrip().startswith("#") for line in lines):
         cells.append(Cell(index=len(cells) + 1, kind="code", source=code))
 
 

@@ -54,12 +54,14 @@ def grade(context: CheckContext, finetune: CheckResult) -> CheckResult:
                            f"`{config.GENERATE_FN}({row['prompt']!r})` failed {phase} fine-tuning: "
                            f"{row[f'{phase}_error'][:300]}", details)
 
-    if data.get("before") is None:
-        reason = ("fine-tuning timed out" if finetune.status == "timeout" else
-                  "fine-tuning did not change the model's weights (see the fine-tuning check)")
+    if finetune.status == "timeout":
         return CheckResult(CHECK_ID, "skipped", 0.0, points,
-                           f"Not compared: {reason}, so the replies after fine-tuning are the replies before it.",
-                           details)
+                           "Not compared: fine-tuning did not finish (see the fine-tuning check), so there is no "
+                           "fine-tuned model to compare with.", details)
+    if data.get("before") is None:
+        return CheckResult(CHECK_ID, "skipped", 0.0, points,
+                           "Not compared: fine-tuning did not change the model's weights (see the fine-tuning "
+                           "check), so the replies after fine-tuning are the replies before it.", details)
 
     gain = trained["after_chrf"] - trained["before_chrf"]
     details["gain"] = round(gain, 2)

@@ -64,7 +64,8 @@ def describe_cell_failure(cell: CellRun) -> str:
         text = f"{cell.label} raised {cell.error_type}: {first_line(cell.error)}"
     if cell.hint:
         text += f". {cell.hint}"
-    return text
+    # Callers end the sentence themselves.
+    return text.rstrip(".")
 
 
 def first_line(text: str | None, limit: int = 300) -> str:

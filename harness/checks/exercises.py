@@ -2,7 +2,7 @@
 
 An answer is the text after an `Answer N.M` marker (markdown heading, bold text or a `# Answer N.M:` comment in
 code), or else the text after the question that follows an `Exercise N.M` marker. It ends at the next marker
-or at the next code cell.
+at the next code cell, or at the next markdown heading.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ BREAK = "\n\x00\n"
 MARKER = re.compile(r"^[\s#>*_\-]*(?P<kind>answer|exercise)\s*(?P<number>\d+\.\d+)\b[\s*_:.)\-]*", re.I | re.M)
 PLACEHOLDER = re.compile(r"your answer|answer here|write (it|here)|^todo\b|^tbd\b|^\W*$", re.I)
 COMMENT = re.compile(r"^\s*# ?(.*)$")
+# A markdown heading starts the next section, so it ends an answer.
+HEADING = re.compile(r"^\s{0,3}#{1,6}\s", re.M)
 
 
 def text_stream(program: Program) -> str:
@@ -56,6 +58,7 @@ def find_answers(program: Program) -> dict[str, str | None]:
     for position, marker in enumerate(markers):
         end = markers[position + 1].start() if position + 1 < len(markers) else len(stream)
         segment = stream[marker.end():end].split(BREAK.strip("\n"), 1)[0]
+        segment = HEADING.split(segment, 1)[0]
         kind = marker.group("kind").lower()
         if kind == "exercise":
             segment = split_question(segment)

@@ -12,7 +12,7 @@ TEXT_COMPONENTS = ("Textbox", "TextArea")
 
 def grade(context: CheckContext) -> CheckResult:
     points = context.config.rubric.points.interface
-    skip = skipped_for(context, CHECK_ID, points)
+    skip = skipped_for(context, CHECK_ID, points, needs_model=True)
     if skip:
         return skip
 

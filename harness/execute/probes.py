@@ -99,9 +99,6 @@ def find_model(context: ProbeContext) -> tuple[Any, str]:
     for name, value in namespace.items():
         if isinstance(value, Pipeline) and isinstance(getattr(value, "model", None), PreTrainedModel):
             return value.model, f"pipeline `{name}`"
-    loaded = context.recorder.live(context.recorder.models)
-    if loaded:
-        return loaded[-1], "the last model loaded with from_pretrained"
     for name, value in namespace.items():
         if isinstance(value, PreTrainedModel):
             return value, f"variable `{name}`"
@@ -118,9 +115,9 @@ def find_tokenizer(context: ProbeContext) -> tuple[Any, str]:
     for name, value in namespace.items():
         if isinstance(value, Pipeline) and isinstance(getattr(value, "tokenizer", None), PreTrainedTokenizerBase):
             return value.tokenizer, f"pipeline `{name}`"
-    loaded = context.recorder.live(context.recorder.tokenizers)
-    if loaded:
-        return loaded[-1], "the last tokenizer loaded with from_pretrained"
+    for name, value in namespace.items():
+        if isinstance(value, PreTrainedTokenizerBase):
+            return value, f"variable `{name}`"
     return None, ""
 
 

@@ -11,7 +11,6 @@ import os
 import re
 import sys
 import types
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,6 @@ class Recorder:
     model_dir: str
     max_new_tokens: int
     requests: list[dict[str, str]] = field(default_factory=list)
-    models: list[Any] = field(default_factory=list)
-    tokenizers: list[Any] = field(default_factory=list)
     trainers_built: int = 0
     train_calls: int = 0
     optimizer_steps: int = 0
@@ -37,18 +34,6 @@ class Recorder:
     launches: list[dict[str, Any]] = field(default_factory=list)
     magics_seen: list[str] = field(default_factory=list)
     colab_calls: list[str] = field(default_factory=list)
-
-    def track(self, obj: Any) -> None:
-        from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-        bucket = self.models if isinstance(obj, PreTrainedModel) else None
-        if bucket is None and isinstance(obj, PreTrainedTokenizerBase):
-            bucket = self.tokenizers
-        if bucket is not None and not any(existing() is obj for existing in bucket):
-            bucket.append(weakref.ref(obj))
-
-    def live(self, bucket: list) -> list[Any]:
-        return [obj for obj in (ref() for ref in bucket) if obj is not None]
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -108,9 +93,7 @@ def _patch_from_pretrained(recorder: Recorder) -> None:
                 entry = {"class": cls.__name__, "requested": str(name_or_path)}
                 if entry not in recorder.requests:
                     recorder.requests.append(entry)
-            loaded = __original(cls, target, *args, **kwargs)
-            recorder.track(loaded)
-            return loaded
+            return __original(cls, target, *args, **kwargs)
 
         owner.from_pretrained = classmethod(from_pretrained)
 
@@ -125,7 +108,6 @@ def _patch_training(recorder: Recorder) -> None:
     def init(self, *args, **kwargs):
         recorder.trainers_built += 1
         trainer_init(self, *args, **kwargs)
-        recorder.track(getattr(self, "model", None))
 
     def train(self, *args, **kwargs):
         recorder.train_calls += 1

@@ -1,0 +1,53 @@
+"""Shared fixtures: notebooks built with nbformat, and a helper that grades a folder through the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from harness.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "submissions"
+REFERENCE = ROOT / "reference" / "lab_solution.py"
+
+
+def write_notebook(path: Path, cells: list[tuple[str, str]]) -> Path:
+    """Write a notebook of ("code" | "markdown", source) cells, validated by nbformat."""
+    notebook = new_notebook(cells=[new_code_cell(source) if kind == "code" else new_markdown_cell(source)
+                                   for kind, source in cells])
+    nbformat.validate(notebook)
+    nbformat.write(notebook, path)
+    return path
+
+
+def grade_folder(folder: Path, out: Path, *extra: str, model: str = "tiny-gpt2") -> tuple[int, dict]:
+    """Run `grade FOLDER --model MODEL --out OUT EXTRA...`; return the exit code and summary.json."""
+    code = main([str(folder), "--model", model, "--out", str(out), *extra])
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return code, summary
+
+
+def statuses(summary: dict, submission_id: str) -> dict[str, str]:
+    return {check_id: check["status"] for check_id, check in summary["submissions"][submission_id]["checks"].items()}
+
+
+@pytest.fixture
+def submissions(tmp_path: Path) -> Path:
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def copy_example(submissions: Path):
+    def copy(name: str) -> Path:
+        return Path(shutil.copy(EXAMPLES / name, submissions / name))
+
+    return copy

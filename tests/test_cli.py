@@ -1,0 +1,40 @@
+"""Command-line usage errors: exit code 2 and one line that names the value and the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def run_grade(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_missing_path(tmp_path):
+    result = run_grade(str(tmp_path / "absent"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("grade: error:")
+    assert "absent does not exist" in result.stderr
+
+
+def test_unknown_model_offline(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    env_run = subprocess.run(
+        [sys.executable, "-m", "harness", str(tmp_path / "a.py"), "--model", "nobody/no-such-model-xyz",
+         "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert env_run.returncode == 2
+    assert "nobody/no-such-model-xyz" in env_run.stderr
+    assert "tiny-gpt2" in env_run.stderr and "smollm2-135m-instruct" in env_run.stderr
+    assert "Traceback" not in env_run.stderr
+
+
+def test_bad_timeout_value(tmp_path):
+    result = run_grade(str(tmp_path), "--timeout", "-5")
+    assert result.returncode == 2
+    assert "must be a positive number of seconds, got -5" in result.stderr
