@@ -1,4 +1,4 @@
-"""What every check reads: the run's outcome and the cells, and the shared rules for skipping a check."""
+"""Check context (the run's outcome and cells) and the shared rules for skipping a check."""
 
 from __future__ import annotations
 

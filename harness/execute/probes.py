@@ -1,8 +1,8 @@
 """Probes run inside the submission process after its cells: they collect the raw material the checks grade.
 
-Probes only gather data (decoded strings, replies, exported weights); the grader process decides pass or
-fail. Exceptions raised by student code become data; an exception in a probe's own code is reported as an
-internal error so it is never blamed on the student.
+Probes only gather data (decoded strings, replies, exported weights), and the grader process decides pass or
+fail. Exceptions raised by student code become data. An exception in a probe's own code is reported as an
+internal error, so it is not blamed on the student.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from harness.execute.worker import EventLog, OutputCapture, SoftTimeout, describ
 
 
 class StudentError(Exception):
-    """Student code raised while a probe called it; `details` holds the described exception."""
+    """Student code raised while a probe called it; `details` contains the described exception."""
 
     def __init__(self, details: dict[str, str]):
         super().__init__(details.get("error", ""))

@@ -22,7 +22,7 @@ HUB_ONLY_KWARGS = ("revision", "subfolder", "token", "use_auth_token", "cache_di
 
 @dataclass
 class Recorder:
-    """What the student's code did, as seen through the patches."""
+    """Record of the student's calls, as seen through the patches."""
 
     model_dir: str
     max_new_tokens: int
@@ -50,8 +50,8 @@ class Recorder:
 def served_path(requested: Any, model_dir: str) -> tuple[Any, bool]:
     """Return the path to load for `requested` and whether it was redirected to the grading model.
 
-    A path that exists (the student's own checkpoint, say) is loaded as it is; anything shaped like a hub id
-    is served by the grading model, so no submission ever reaches the network.
+    A path that exists (the student's own checkpoint, say) is loaded as it is. Anything shaped like a hub id
+    is served by the grading model, so no submission loads from the network.
     """
     if not isinstance(requested, (str, os.PathLike)):
         return requested, False
@@ -221,7 +221,7 @@ def _install_colab_stub(recorder: Recorder) -> None:
 
 
 class FakeIPython:
-    """Answers the `get_ipython()` calls that rewritten magics make, without running shell commands."""
+    """Stand-in for `get_ipython()`: records the rewritten magics and runs no shell command."""
 
     # Cell magics whose body is ordinary Python that the notebook needs (timing and output capture).
     BODY_MAGICS = ("capture", "time", "timeit")

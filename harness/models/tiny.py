@@ -13,6 +13,8 @@ from pathlib import Path
 from harness.models.registry import ModelSpec, cached_folder
 
 SEED = 20240611
+# Bump when the architecture or tokenizer recipe below changes, so cached copies are rebuilt.
+RECIPE_VERSION = 2
 VOCAB_SIZE = 1000
 HIDDEN = 768
 LAYERS = 2
@@ -65,6 +67,7 @@ def ensure_built(name: str) -> ModelSpec:
     spec = SPECS[name]
     key = {
         "name": name,
+        "recipe": RECIPE_VERSION,
         "spec": spec,
         "seed": SEED,
         "shape": [VOCAB_SIZE, HIDDEN, LAYERS, MAX_POSITIONS],
