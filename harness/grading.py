@@ -78,7 +78,11 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
     batch = BatchResult(environment=environment)
     config.out.mkdir(parents=True, exist_ok=True)
     for submission in submissions:
-        result = grade_submission(submission, model=model, meter=meter, config=config, environment=environment)
+        try:
+            result = grade_submission(submission, model=model, meter=meter, config=config, environment=environment)
+        except Exception:  # noqa: BLE001 - a grader bug on one submission must not lose the others
+            logger.exception("the grader failed on submission %s (%s)", submission.id, submission.path)
+            result = internal_failure(submission, config, environment)
         writer.write_submission(result, config.out)
         batch.results.append(result)
         batch.internal_errors.extend(
@@ -201,6 +205,15 @@ def process_problem(outcome: RunOutcome) -> str:
     if outcome.kill_reason:
         return f"The grader stopped the submission during {step}: it {outcome.kill_reason}."
     return f"The submission process ended during {step} with exit code {outcome.exit_code}."
+
+
+def internal_failure(submission: Submission, config: GradeConfig, environment: dict) -> SubmissionResult:
+    points = config.rubric.points
+    checks = [CheckResult(check_id, "error", 0.0, points.for_check(check_id),
+                          "The grader itself failed on this submission; this is not your fault, tell your instructor.",
+                          {"internal": True}) for check_id in CHECK_IDS]
+    return SubmissionResult(submission_id=submission.id, path=str(submission.path), checks=checks,
+                            environment=environment, problem="internal grader error (see the grader's log)")
 
 
 def unreadable(submission: Submission, message: str, config: GradeConfig, environment: dict) -> SubmissionResult:

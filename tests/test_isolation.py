@@ -41,6 +41,7 @@ def graded(tmp_path_factory):
         ("code", LOAD),
         ("code", "import time\nwhile True:\n    try:\n        time.sleep(0.5)\n    except BaseException:\n        pass"),
     ])
+    (folder / "broken.ipynb").write_text('{"cells": [', encoding="utf-8")
     out = tmp_path_factory.mktemp("out")
     code, summary = grade_folder(folder, out, "--cell-timeout", "4", "--check-timeout", "60")
     return code, summary
@@ -49,7 +50,13 @@ def graded(tmp_path_factory):
 def test_batch_completes(graded):
     code, summary = graded
     assert code == 0
-    assert len(summary["submissions"]) == 5
+    assert len(summary["submissions"]) == 6
+
+
+def test_unreadable_notebook_graded_as_error(graded):
+    _, summary = graded
+    assert set(statuses(summary, "broken").values()) == {"error"}
+    assert "broken.ipynb is not valid JSON" in summary["submissions"]["broken"]["problem"]
 
 
 def test_neighbour_unaffected(graded):
