@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -26,11 +27,12 @@ def test_unknown_model_offline(tmp_path):
         [sys.executable, "-m", "harness", str(tmp_path / "a.py"), "--model", "nobody/no-such-model-xyz",
          "--out", str(tmp_path / "out")],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert env_run.returncode == 2
     assert "nobody/no-such-model-xyz" in env_run.stderr
-    assert "tiny-gpt2" in env_run.stderr and "smollm2-135m-instruct" in env_run.stderr
+    assert "tiny-gpt2" in env_run.stderr
+    assert "smollm2-135m-instruct" in env_run.stderr
     assert "Traceback" not in env_run.stderr
 
 

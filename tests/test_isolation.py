@@ -80,7 +80,8 @@ def test_os_exit_skips_later_checks(graded):
     assert result["model.load"] == "skipped"
     assert result["exercises.answered"] == "failed"
     problem = summary["submissions"]["hard_exit"]["problem"]
-    assert "cell-2" in problem and "exit code 0" in problem
+    assert "cell-2" in problem
+    assert "exit code 0" in problem
 
 
 def test_kill_during_check_keeps_earlier_checks(graded):
