@@ -14,6 +14,7 @@ from pathlib import Path
 from harness import __version__
 from harness.config import DEFAULT_MODEL, DEFAULT_OUT, DEFAULT_SEED, GradeConfig, Limits
 from harness.discover import DiscoveryError, find_submissions
+from harness.execute.sandbox import MODES, SandboxError
 from harness.models import UnknownModelError, offline_choices
 from harness.records import SubmissionResult
 
@@ -47,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"wall-clock limit per check (default: {limits.check:g})")
     parser.add_argument("--timeout", type=positive_seconds, default=limits.submission, metavar="SECONDS",
                         help=f"wall-clock limit per submission (default: {limits.submission:g})")
+    parser.add_argument("--memory", type=float, default=limits.memory_gib, metavar="GIB",
+                        help=f"memory cap per submission, in GiB (default: {limits.memory_gib:g})")
+    parser.add_argument("--sandbox", choices=MODES, default="auto",
+                        help="isolation of each submission: auto (the strongest available, default), bwrap "
+                             "(bubblewrap, fail if missing), process (rlimits only) or none (trusted code only)")
+    parser.add_argument("--force", action="store_true",
+                        help="grade again submissions whose results are already in the output folder")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per submission (default: the number of cores)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
@@ -82,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         model=args.model,
         out=args.out,
         seed=args.seed,
-        limits=Limits(cell=args.cell_timeout, check=args.check_timeout, submission=args.timeout),
+        limits=Limits(cell=args.cell_timeout, check=args.check_timeout, submission=args.timeout,
+                      memory_gib=args.memory),
         threads=args.threads,
+        sandbox=args.sandbox,
+        force=args.force,
     )
     try:
         submissions, warnings = find_submissions(args.path)
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         batch = grade_batch(submissions, config=config, on_result=print_result)
-    except UnknownModelError as error:
+    except (UnknownModelError, SandboxError) as error:
         parser.exit(EXIT_USAGE, f"grade: error: {error}\n")
 
     print(f"Reports: {(config.out / 'index.html').resolve()}")

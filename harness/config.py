@@ -80,8 +80,14 @@ class Limits:
     submission: float = 1800.0
     # Time a timed-out run gets to stop by itself before it is killed.
     grace: float = 10.0
-    # Captured output kept per cell or check, in characters.
+    # Captured output shown per cell or check in the report, in characters.
     output_chars: int = 4000
+    # Output kept per cell or check while the submission runs, in bytes; the rest is counted and dropped.
+    output_bytes: int = 256 * 1024
+    # Resource caps on a submission process and everything it starts.
+    memory_gib: float = 8.0
+    processes: int = 256
+    file_mib: int = 2048
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,10 @@ class GradeConfig:
     rubric: Rubric = field(default_factory=Rubric)
     limits: Limits = field(default_factory=Limits)
     threads: int | None = None
+    # Isolation: auto (the strongest available), bwrap, process (rlimits only) or none (trusted use).
+    sandbox: str = "auto"
+    # Grade again submissions whose results are already in the output folder.
+    force: bool = False
 
     def replace(self, **changes) -> "GradeConfig":
         return dataclasses.replace(self, **changes)

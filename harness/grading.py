@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import platform
 import shutil
@@ -17,6 +19,7 @@ from harness.checks import chatbot, exercises, finetune, interface, model_load, 
 from harness.checks.common import CheckContext, first_line
 from harness.checks.diagnose import SHARE_HINT, hint_for
 from harness.config import GradeConfig
+from harness.execute.sandbox import Isolation, choose_isolation
 from harness.execute.supervisor import RunOutcome, run_program
 from harness.models import ModelSpec, resolve_model
 from harness.records import CHECK_IDS, CellRun, CheckResult, Submission, SubmissionResult
@@ -69,8 +72,12 @@ def describe_environment(model: ModelSpec, config: GradeConfig) -> dict:
 def grade_batch(submissions: list[Submission], *, config: GradeConfig,
                 on_result: Callable[[SubmissionResult], None] | None = None) -> BatchResult:
     """Grade `submissions` one after another, writing each one's outputs as soon as it is graded."""
+    isolation = choose_isolation(config.sandbox)
+    if isolation.warning:
+        logger.warning(isolation.warning)
     model = resolve_model(config.model)
     environment = describe_environment(model, config)
+    environment["isolation"] = isolation.to_dict()
     logger.info("grading %d submissions with %s (seed %d)", len(submissions), model.description, config.seed)
     meter = finetune.LossMeter(model.path, config.rubric.prompt, config.rubric.response)
     logger.info("loss of the trained pair under the original weights: %.4f", meter.base_loss)
@@ -78,11 +85,21 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
     batch = BatchResult(environment=environment)
     config.out.mkdir(parents=True, exist_ok=True)
     for submission in submissions:
+        fingerprint = submission_fingerprint(submission, environment)
+        previous = None if config.force else load_previous(config.out, submission, fingerprint)
+        if previous is not None:
+            logger.info("%s: already graded with the same file and settings, reusing its result", submission.id)
+            batch.results.append(previous)
+            if on_result:
+                on_result(previous)
+            continue
         try:
-            result = grade_submission(submission, model=model, meter=meter, config=config, environment=environment)
+            result = grade_submission(submission, model=model, meter=meter, config=config, environment=environment,
+                                      isolation=isolation)
         except Exception:  # noqa: BLE001 - a grader bug on one submission must not lose the others
             logger.exception("the grader failed on submission %s (%s)", submission.id, submission.path)
             result = internal_failure(submission, config, environment)
+        result.fingerprint = fingerprint
         writer.write_submission(result, config.out)
         batch.results.append(result)
         batch.internal_errors.extend(
@@ -95,8 +112,36 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
     return batch
 
 
+def submission_fingerprint(submission: Submission, environment: dict) -> str:
+    """Hash the submission's bytes with every setting that can change its grade (not the timings)."""
+    settings = {key: value for key, value in environment.items() if key not in ("platform",)}
+    digest = hashlib.sha256(submission.path.read_bytes())
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def load_previous(out: Path, submission: Submission, fingerprint: str) -> SubmissionResult | None:
+    """Return the result an earlier run wrote for `submission`, if it was graded from the same file and settings."""
+    path = out / submission.id / "result.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if data.get("fingerprint") != fingerprint:
+        return None
+    try:
+        result = SubmissionResult.from_dict(data)
+    except (KeyError, TypeError) as error:
+        logger.warning("ignoring unreadable earlier result %s: %s", path, error)
+        return None
+    if any(check.details.get("internal") for check in result.checks):
+        # The grader failed on it last time; try again.
+        return None
+    return result
+
+
 def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetune.LossMeter, config: GradeConfig,
-                     environment: dict) -> SubmissionResult:
+                     environment: dict, isolation: Isolation) -> SubmissionResult:
     started = time.monotonic()
     try:
         program = load_program(submission.path)
@@ -106,7 +151,7 @@ def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetun
     scratch = Path(tempfile.mkdtemp(prefix=f"grade-{submission.id[:40]}-"))
     try:
         outcome = run_program(program, model, config, scratch / "work", scratch / "artifacts",
-                              [text for _, text in tokenization.HARD_STRINGS])
+                              [text for _, text in tokenization.HARD_STRINGS], isolation)
         cells = cell_runs(program, outcome, config.limits.output_chars)
         context = CheckContext(config=config, program=program, outcome=outcome, cells=cells)
         checks = run_checks(context, model, meter)
@@ -159,12 +204,7 @@ def cell_runs(program: Program, outcome: RunOutcome, output_chars: int) -> list[
     for cell in program.code_cells:
         event = outcome.cells.get(cell.index)
         if event is None:
-            stopped_here = outcome.stopped_in == f"cell-{cell.index}"
-            runs.append(CellRun(
-                index=cell.index, label=cell.label, status="timeout" if stopped_here and outcome.kill_reason else "not run",
-                error=outcome.kill_reason if stopped_here else None,
-                output=outcome.output(f"cell-{cell.index}", output_chars),
-            ))
+            runs.append(unfinished_cell(cell, outcome, output_chars))
             continue
         runs.append(CellRun(
             index=cell.index,
@@ -178,6 +218,20 @@ def cell_runs(program: Program, outcome: RunOutcome, output_chars: int) -> list[
             output=outcome.output(f"cell-{cell.index}", output_chars),
         ))
     return runs
+
+
+def unfinished_cell(cell, outcome: RunOutcome, output_chars: int) -> CellRun:
+    """Describe a cell that reported no end: the one the process stopped in, or one after it."""
+    output = outcome.output(f"cell-{cell.index}", output_chars)
+    if outcome.stopped_in != f"cell-{cell.index}":
+        return CellRun(index=cell.index, label=cell.label, status="not run", output=output)
+    if outcome.limit_hit:
+        return CellRun(index=cell.index, label=cell.label, status="error", error_type="LimitExceeded",
+                       error=f"the submission {outcome.limit_hit}", output=output)
+    if outcome.kill_reason:
+        return CellRun(index=cell.index, label=cell.label, status="timeout", error=outcome.kill_reason, output=output)
+    return CellRun(index=cell.index, label=cell.label, status="error", error_type="ProcessEnded",
+                   error=f"the process ended with exit code {outcome.exit_code}", output=output)
 
 
 def collect_notes(program: Program, outcome: RunOutcome, config: GradeConfig) -> list[str]:
@@ -202,6 +256,8 @@ def collect_notes(program: Program, outcome: RunOutcome, config: GradeConfig) ->
 
 def process_problem(outcome: RunOutcome) -> str:
     step = outcome.stopped_in or "startup"
+    if outcome.limit_hit:
+        return f"The submission {outcome.limit_hit} and was stopped during {step}."
     if outcome.kill_reason:
         return f"The grader stopped the submission during {step}: it {outcome.kill_reason}."
     return f"The submission process ended during {step} with exit code {outcome.exit_code}."

@@ -90,6 +90,8 @@ class SubmissionResult:
     seconds: float = 0.0
     # Set when the submission could not be read or run at all.
     problem: str | None = None
+    # Hash of the submission file and the grading settings; a result with the same one need not be graded again.
+    fingerprint: str = ""
 
     @property
     def score(self) -> float:
@@ -113,3 +115,11 @@ class SubmissionResult:
         data = asdict(self)
         data.update(score=self.score, max_score=self.max_score, percent=self.percent)
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SubmissionResult":
+        """Rebuild a result written by `to_dict` (derived totals are recomputed, not read)."""
+        fields = {key: value for key, value in data.items() if key not in ("score", "max_score", "percent")}
+        fields["checks"] = [CheckResult(**check) for check in data["checks"]]
+        fields["cells"] = [CellRun(**cell) for cell in data.get("cells", [])]
+        return cls(**fields)

@@ -40,3 +40,27 @@ def test_bad_timeout_value(tmp_path):
     result = run_grade(str(tmp_path), "--timeout", "-5")
     assert result.returncode == 2
     assert "must be a positive number of seconds, got -5" in result.stderr
+
+
+def test_sandbox_bwrap_required_but_missing(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", str(tmp_path / "a.py"), "--sandbox", "bwrap", "--model", "tiny-gpt2",
+         "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "--sandbox=bwrap is not available: bwrap is not installed" in result.stderr
+
+
+def test_fallback_isolation_stated_in_report(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", str(tmp_path / "a.py"), "--model", "tiny-gpt2", "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": str(tmp_path)},
+    )
+    assert result.returncode == 0
+    assert "Weaker isolation: bwrap is not installed" in result.stderr
+    report = (tmp_path / "out" / "a" / "report.html").read_text()
+    assert "Weaker isolation: bwrap is not installed" in report
+    assert "separate process with rlimits only" in report

@@ -58,7 +58,7 @@ def grade(context: CheckContext, finetune: CheckResult) -> CheckResult:
         return CheckResult(CHECK_ID, "skipped", 0.0, points,
                            "Not compared: fine-tuning did not finish (see the fine-tuning check), so there is no "
                            "fine-tuned model to compare with.", details)
-    if data.get("before") is None:
+    if data.get("before") is None or finetune.details.get("changed_tensors") == 0:
         return CheckResult(CHECK_ID, "skipped", 0.0, points,
                            "Not compared: fine-tuning did not change the model's weights (see the fine-tuning "
                            "check), so the replies after fine-tuning are the replies before it.", details)

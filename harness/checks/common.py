@@ -79,7 +79,9 @@ def stopped_result(context: CheckContext, check_id: str, points: float) -> Check
     if check_id in outcome.probes:
         return None
     step = outcome.stopped_in or "startup"
-    if outcome.kill_reason:
+    if outcome.limit_hit:
+        how = f"{outcome.limit_hit} and was stopped"
+    elif outcome.kill_reason:
         how = f"was stopped by the grader: it {outcome.kill_reason}"
     elif outcome.exit_code is not None and outcome.exit_code < 0:
         how = f"was killed by signal {-outcome.exit_code}"

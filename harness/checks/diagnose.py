@@ -42,6 +42,18 @@ KNOWN_MISTAKES: tuple[tuple[str | None, re.Pattern, str], ...] = (
         "before building the data collator.",
     ),
     (
+        None,
+        re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|out of memory", re.I),
+        "The run ran out of memory: the grader caps each submission's memory (--memory, 8 GiB by default). "
+        "Keep one copy of the model and train with batch size 1.",
+    ),
+    (
+        "BlockingIOError",
+        re.compile(r"Resource temporarily unavailable"),
+        "The run could not start another process or thread: the grader caps how many each submission may run "
+        "at once.",
+    ),
+    (
         "FileNotFoundError",
         re.compile(r"/content/|drive/MyDrive"),
         "The path points into Colab's /content or Google Drive, which do not exist here; "

@@ -44,7 +44,7 @@ def grade(context: CheckContext) -> CheckResult:
                            details)
     if data.get("call_error"):
         return CheckResult(CHECK_ID, "error", 0.0, points,
-                           f"The interface started at {data.get('url')} but calling it with gradio_client failed: "
+                           f"The interface started but calling it with gradio_client failed: "
                            f"{first_line(data['call_error'])}. Check that its function accepts one string.", details)
     if "direct" not in data or data.get("direct") is None:
         return CheckResult(CHECK_ID, "skipped", 0.0, points,
@@ -56,5 +56,5 @@ def grade(context: CheckContext) -> CheckResult:
                            f"`{config.GENERATE_FN}` answered {data['direct'][:120]!r}; pass "
                            f"fn={config.GENERATE_FN} to gr.Interface.", details)
     return CheckResult(CHECK_ID, "passed", points, points,
-                       f"The grader launched the interface at {data['url']}, called {data['api_name']} with "
+                       f"The grader launched the interface on 127.0.0.1, called {data['api_name']} with "
                        f"gradio_client, and got the same reply as `{config.GENERATE_FN}`.", details)

@@ -7,6 +7,7 @@ internal error, so it is not blamed on the student.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import config
-from harness.execute.worker import EventLog, OutputCapture, SoftTimeout, describe_exception, run_limited
+from harness.execute.worker import (
+    EventLog,
+    OutputCapture,
+    SoftTimeout,
+    describe_exception,
+    exit_if_forked,
+    run_limited,
+)
 
 
 class StudentError(Exception):
@@ -68,6 +76,7 @@ def run_all(job: dict, namespace: dict, recorder, events: EventLog, capture: Out
         ("chatbot.before_after", probe_chatbot, limits["check"]),
         ("interface.gradio", probe_interface, limits["check"]),
     ]
+    worker_pid = os.getpid()
     for check_id, probe, limit in steps:
         capture.to(f"probe-{check_id}")
         events.write("probe_start", check=check_id, limit=limit)
@@ -80,6 +89,7 @@ def run_all(job: dict, namespace: dict, recorder, events: EventLog, capture: Out
             data = {"outcome": "student_error", **error.details}
         except Exception as error:  # noqa: BLE001 - a bug in the probe itself, reported as such
             data = {"outcome": "internal_error", **describe_exception(error)}
+        exit_if_forked(worker_pid)
         data.setdefault("outcome", "ok")
         data["seconds"] = round(time.monotonic() - started, 3)
         events.write("probe", check=check_id, data=data)

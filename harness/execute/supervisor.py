@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -14,12 +16,75 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import GradeConfig
+from harness.execute.sandbox import (
+    Cgroup,
+    Isolation,
+    ResourceLimits,
+    apply_rlimits,
+    bwrap_command,
+    die_with_parent,
+    python_roots,
+)
 from harness.models import ModelSpec
 from harness.source import Program
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+HARNESS_PACKAGE = Path(__file__).resolve().parents[1]
+# The worker writes this line to its output at the start of each step, so output can be split per step.
+STEP_MARKER = re.compile(rb"\x1e\[grader-step (?P<step>[\w.\-]+)\]\n")
+TAIL_BYTES = 8 * 1024
+
+
+class OutputCollector:
+    """Splits the submission's combined stdout/stderr into steps, keeping at most `cap` bytes of each."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.step = "setup"
+        self.heads: dict[str, bytearray] = {}
+        self.tails: dict[str, bytes] = {}
+        self.dropped: dict[str, int] = {}
+        self._pending = b""
+
+    def feed(self, data: bytes) -> None:
+        data = self._pending + data
+        # Keep a possibly incomplete marker for the next chunk.
+        cut = data.rfind(b"\x1e")
+        if cut != -1 and b"\n" not in data[cut:]:
+            data, self._pending = data[:cut], data[cut:]
+        else:
+            self._pending = b""
+        position = 0
+        for marker in STEP_MARKER.finditer(data):
+            self._append(data[position:marker.start()])
+            self.step = marker.group("step").decode()
+            position = marker.end()
+        self._append(data[position:])
+
+    def _append(self, data: bytes) -> None:
+        if not data:
+            return
+        head = self.heads.setdefault(self.step, bytearray())
+        room = self.cap - len(head)
+        head += data[:max(room, 0)]
+        if len(data) > room:
+            overflow = data[max(room, 0):]
+            self.dropped[self.step] = self.dropped.get(self.step, 0) + len(overflow)
+            self.tails[self.step] = (self.tails.get(self.step, b"") + overflow)[-TAIL_BYTES:]
+
+    def text(self, step: str, limit: int) -> str:
+        head = bytes(self.heads.get(step, b"")).decode("utf-8", "replace")
+        dropped = self.dropped.get(step, 0)
+        if dropped == 0 and len(head) <= limit:
+            return head
+        tail = self.tails.get(step, b"").decode("utf-8", "replace") if dropped else head[-limit // 2:]
+        total = len(head) + dropped
+        return f"{head[:limit // 2]}\n[... {total - limit // 2 - len(tail[-limit // 2:]):,} characters cut ...]\n{tail[-limit // 2:]}"
+
+    def total_dropped(self) -> int:
+        return sum(self.dropped.values())
 
 
 @dataclass
@@ -36,6 +101,9 @@ class RunOutcome:
     kill_reason: str | None = None
     seconds: float = 0.0
     artifacts: Path | None = None
+    collector: OutputCollector | None = None
+    # A resource cap the process ran into, named with its value, when the grader could tell.
+    limit_hit: str | None = None
 
     # The step that was running when the process stopped: `cell-3`, `probe-model.load`, `startup`.
     last_step: str | None = None
@@ -49,19 +117,7 @@ class RunOutcome:
 
     def output(self, step: str, limit: int) -> str:
         """Return the captured output of a step (`cell-3`, `probe-model.load`), cut to `limit` characters."""
-        if self.artifacts is None:
-            return ""
-        path = self.artifacts / "output" / f"{step}.txt"
-        if not path.is_file():
-            return ""
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            if size <= limit:
-                return handle.read().decode("utf-8", "replace")
-            head = handle.read(limit // 2).decode("utf-8", "replace")
-            handle.seek(size - limit // 2)
-            tail = handle.read().decode("utf-8", "replace")
-        return f"{head}\n[... {size - limit} bytes cut ...]\n{tail}"
+        return self.collector.text(step, limit) if self.collector else ""
 
 
 def build_job(program: Program, model: ModelSpec, config: GradeConfig, workdir: Path, artifacts: Path,
@@ -109,9 +165,21 @@ def child_environment(workdir: Path, threads: int) -> dict[str, str]:
     return env
 
 
+def resource_limits(config: GradeConfig) -> ResourceLimits:
+    limits = config.limits
+    threads = config.threads or os.cpu_count() or 1
+    return ResourceLimits(
+        memory_bytes=int(limits.memory_gib * 2**30),
+        # CPU time over all threads; wall-clock limits stop a run long before this unless it spins every core.
+        cpu_seconds=int(limits.submission * threads) + 60,
+        file_bytes=limits.file_mib * 2**20,
+        processes=limits.processes,
+    )
+
+
 def run_program(program: Program, model: ModelSpec, config: GradeConfig, workdir: Path, artifacts: Path,
-                strings: list[str]) -> RunOutcome:
-    """Run `program` in a new process inside `workdir`, writing its artifacts into `artifacts`."""
+                strings: list[str], isolation: Isolation) -> RunOutcome:
+    """Run `program` in a new, isolated process inside `workdir`, writing its artifacts into `artifacts`."""
     workdir.mkdir(parents=True, exist_ok=True)
     artifacts.mkdir(parents=True, exist_ok=True)
     job = build_job(program, model, config, workdir, artifacts, strings)
@@ -120,33 +188,98 @@ def run_program(program: Program, model: ModelSpec, config: GradeConfig, workdir
     events_path = artifacts / "events.jsonl"
     events_path.touch()
 
-    log = open(artifacts / "process.txt", "wb")
+    env = child_environment(workdir, job["threads"])
+    argv = [sys.executable, "-u", "-m", "harness.execute.worker", str(job_path)]
+    if isolation.mode == "bwrap":
+        os.chmod(workdir, 0o777)
+        readable = [*python_roots(), HARNESS_PACKAGE, Path(model.path).resolve()]
+        argv = bwrap_command(readable=readable, writable=[workdir, artifacts], workdir=workdir, argv=argv, env=env)
+
+    limits = resource_limits(config)
+    cgroup = Cgroup(limits) if isolation.cgroups and isolation.mode != "none" else None
+
+    def prepare_child() -> None:
+        die_with_parent()
+        if cgroup is not None:
+            cgroup.join()
+        if isolation.mode != "none":
+            # With a cgroup capping memory, RLIMIT_AS would only add spurious failures of virtual reservations.
+            apply_rlimits(limits if cgroup is None else ResourceLimits(
+                memory_bytes=resource_infinity(), cpu_seconds=limits.cpu_seconds, file_bytes=limits.file_bytes,
+                processes=limits.processes))
+
     started = time.monotonic()
-    process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "harness.execute.worker", str(job_path)],
-        cwd=workdir,
-        env=child_environment(workdir, job["threads"]),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    outcome = RunOutcome(artifacts=artifacts)
+    outcome = RunOutcome(artifacts=artifacts, collector=OutputCollector(config.limits.output_bytes))
     try:
-        _supervise(process, events_path, config, outcome, started)
+        process = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=prepare_child,
+        )
+        try:
+            _supervise(process, events_path, config, outcome, started)
+        finally:
+            _kill_group(process)
+            _drain(process, outcome.collector)
+        if isolation.mode == "bwrap" and outcome.exit_code is not None and outcome.exit_code > 128:
+            # bwrap exits with 128 + N when the sandboxed process died of signal N.
+            outcome.exit_code = 128 - outcome.exit_code
+        outcome.limit_hit = _limit_hit(outcome, limits, cgroup)
     finally:
-        _kill_group(process)
-        log.close()
+        if cgroup is not None:
+            cgroup.close()
     outcome.seconds = round(time.monotonic() - started, 3)
     return outcome
+
+
+def resource_infinity() -> int:
+    import resource
+
+    return resource.RLIM_INFINITY
+
+
+def _limit_hit(outcome: RunOutcome, limits: ResourceLimits, cgroup: Cgroup | None) -> str | None:
+    gib = limits.memory_bytes / 2**30
+    if cgroup is not None and cgroup.hit_memory_limit():
+        return f"used more than {gib:g} GiB of memory"
+    if cgroup is not None and cgroup.hit_process_limit():
+        return f"tried to run more than {limits.processes} processes or threads at once"
+    if outcome.exit_code == -signal.SIGXCPU:
+        return f"used more than {limits.cpu_seconds} s of CPU time"
+    if outcome.exit_code == -signal.SIGXFSZ:
+        return f"wrote a file larger than {limits.file_bytes // 2**20} MiB"
+    return None
+
+
+def _drain(process: subprocess.Popen, collector: OutputCollector) -> None:
+    if process.stdout is None:
+        return
+    while True:
+        chunk = process.stdout.read1(1 << 20) if hasattr(process.stdout, "read1") else process.stdout.read(1 << 20)
+        if not chunk:
+            break
+        collector.feed(chunk)
+    process.stdout.close()
 
 
 def _supervise(process: subprocess.Popen, events_path: Path, config: GradeConfig, outcome: RunOutcome,
                started: float) -> None:
     limits = config.limits
     step, step_started, step_limit = "startup", started, limits.check
+    pipe = process.stdout
+    os.set_blocking(pipe.fileno(), False)
     with open(events_path, "rb") as events:
         while True:
+            readable, _, _ = select.select([pipe], [], [], POLL_SECONDS)
+            if readable:
+                chunk = pipe.read(1 << 20)
+                if chunk:
+                    outcome.collector.feed(chunk)
             exited = process.poll() is not None
             while True:
                 position = events.tell()
@@ -155,7 +288,11 @@ def _supervise(process: subprocess.Popen, events_path: Path, config: GradeConfig
                     # Nothing new, or a line the process is still writing: read it on the next poll.
                     events.seek(position)
                     break
-                step, step_started, step_limit = _apply_event(json.loads(line), outcome, step, step_started, step_limit)
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                step, step_started, step_limit = _apply_event(event, outcome, step, step_started, step_limit)
             if exited:
                 outcome.exit_code = process.returncode
                 break
@@ -169,7 +306,7 @@ def _supervise(process: subprocess.Popen, events_path: Path, config: GradeConfig
                 outcome.killed_in = step
                 outcome.kill_reason = f"the whole submission did not finish within {limits.submission:g} s"
                 break
-            time.sleep(POLL_SECONDS)
+    os.set_blocking(pipe.fileno(), True)
     outcome.last_step = step
 
 

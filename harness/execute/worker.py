@@ -2,7 +2,7 @@
 
 It runs the code cells in order in one namespace, as a notebook kernel would, then runs the probes that
 collect what the checks need. Every result goes to `events.jsonl` in the artifacts folder as soon as it is
-known, so a crash or a kill loses only the step in progress. Output of each cell and probe goes to its own file.
+known, so a crash or a kill loses only the step in progress. Output goes to the grader through a pipe.
 """
 
 from __future__ import annotations
@@ -40,19 +40,12 @@ class EventLog:
 
 
 class OutputCapture:
-    """Redirects file descriptors 1 and 2 (and so Python, C and subprocess output) to one file per step."""
-
-    def __init__(self, folder: Path):
-        self._folder = folder
-        self._folder.mkdir(parents=True, exist_ok=True)
+    """Marks the start of each step in the combined stdout/stderr, which the grader splits per step."""
 
     def to(self, name: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        descriptor = os.open(self._folder / f"{name}.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(descriptor, 1)
-        os.dup2(descriptor, 2)
-        os.close(descriptor)
+        os.write(1, f"\x1e[grader-step {name}]\n".encode())
 
 
 def run_limited(seconds: float, action: Callable[[], Any]) -> Any:
@@ -86,8 +79,15 @@ def compile_cell(source: str, filename: str):
     return compile(source, filename, "exec")
 
 
+def exit_if_forked(worker_pid: int) -> None:
+    """End a copy of this process that student code forked, so only the original reports results."""
+    if os.getpid() != worker_pid:
+        os._exit(0)
+
+
 def run_cells(job: dict, namespace: dict, events: EventLog, capture: OutputCapture) -> None:
     limit = job["limits"]["cell"]
+    worker_pid = os.getpid()
     for cell in job["cells"]:
         index = cell["index"]
         filename = f"<cell {index}>"
@@ -107,6 +107,7 @@ def run_cells(job: dict, namespace: dict, events: EventLog, capture: OutputCaptu
             outcome["traceback"] = "".join(traceback.format_exception_only(type(error), error))
         except BaseException as error:  # noqa: BLE001 - a student's exception is a result, not a crash
             outcome = {"status": "error", **describe_exception(error, "<cell")}
+        exit_if_forked(worker_pid)
         events.write("cell_end", index=index, seconds=round(time.monotonic() - started, 3), **outcome)
 
 
@@ -114,7 +115,7 @@ def main(argv: list[str]) -> None:
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     artifacts = Path(job["artifacts"])
     events = EventLog(artifacts / "events.jsonl")
-    capture = OutputCapture(artifacts / "output")
+    capture = OutputCapture()
     capture.to("setup")
     os.chdir(job["workdir"])
 
