@@ -1,5 +1,7 @@
 """Command line: `grade PATH` grades a folder of submissions (or one file) and writes the reports.
 
+`grade merge OUT...` combines the outputs of `--shard` runs.
+
 Exit codes: 0 when every submission was graded, whatever the students scored; 1 when the grader itself
 failed; 2 for bad usage, with a one-line message.
 """
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +31,31 @@ def positive_seconds(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise argparse.ArgumentTypeError(f"must be I/N with 1 <= I <= N (for example 2/4), got {text}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def select_shard(submissions: list, shard: tuple[int, int] | None) -> list:
+    """Return the I-th of N slices: every N-th submission in id order, starting at the I-th."""
+    if shard is None:
+        return submissions
+    index, count = shard
+    return sorted(submissions, key=lambda submission: submission.id)[index - 1::count]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,8 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(bubblewrap, fail if missing), process (rlimits only) or none (trusted code only)")
     parser.add_argument("--force", action="store_true",
                         help="grade again submissions whose results are already in the output folder")
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help="submissions graded at once, sharing the cores (default: 1)")
+    parser.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                        help="grade only the I-th of N deterministic slices of the submissions (1 <= I <= N); "
+                             "combine the outputs with `grade merge`")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per submission (default: the number of cores)")
+                        help="torch threads per submission (default: the cores divided among the jobs)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -81,7 +114,36 @@ def print_result(result: SubmissionResult) -> None:
           flush=True)
 
 
+def build_merge_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grade merge",
+        description="Combine the output folders of several `grade --shard` runs into one set of reports.",
+    )
+    parser.add_argument("folders", type=Path, nargs="+", help="output folders of the shard runs")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"combined output folder (default: {DEFAULT_OUT}/)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    return parser
+
+
+def merge_main(argv: list[str]) -> int:
+    parser = build_merge_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+
+    from harness.merge import MergeError, merge_outputs
+
+    try:
+        count = merge_outputs(args.folders, args.out)
+    except MergeError as error:
+        parser.exit(EXIT_USAGE, f"grade merge: error: {error}\n")
+    print(f"Merged {count} submissions: {(args.out / 'index.html').resolve()}")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "merge":
+        return merge_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
@@ -93,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         limits=Limits(cell=args.cell_timeout, check=args.check_timeout, submission=args.timeout,
                       memory_gib=args.memory),
         threads=args.threads,
+        jobs=args.jobs,
         sandbox=args.sandbox,
         force=args.force,
     )
@@ -102,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(EXIT_USAGE, f"grade: error: {error}\n")
     for warning in warnings:
         logger.warning(warning)
+    submissions = select_shard(submissions, args.shard)
 
     from harness.grading import grade_batch
 

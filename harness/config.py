@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,10 +101,19 @@ class GradeConfig:
     rubric: Rubric = field(default_factory=Rubric)
     limits: Limits = field(default_factory=Limits)
     threads: int | None = None
+    # Submissions graded at once; each gets an equal share of the cores unless `threads` is set.
+    jobs: int = 1
     # Isolation: auto (the strongest available), bwrap, process (rlimits only) or none (trusted use).
     sandbox: str = "auto"
     # Grade again submissions whose results are already in the output folder.
     force: bool = False
+
+    @property
+    def submission_threads(self) -> int:
+        """Torch threads per submission: `threads`, or the cores shared among the jobs."""
+        if self.threads:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // self.jobs)
 
     def replace(self, **changes) -> "GradeConfig":
         return dataclasses.replace(self, **changes)

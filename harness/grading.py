@@ -8,7 +8,9 @@ import logging
 import platform
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -56,6 +58,7 @@ def describe_environment(model: ModelSpec, config: GradeConfig) -> dict:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "model": model.to_dict(),
         "seed": config.seed,
+        "threads_per_submission": config.submission_threads,
         "libraries": versions,
         "rubric": {
             "prompt": config.rubric.prompt,
@@ -71,43 +74,50 @@ def describe_environment(model: ModelSpec, config: GradeConfig) -> dict:
 
 def grade_batch(submissions: list[Submission], *, config: GradeConfig,
                 on_result: Callable[[SubmissionResult], None] | None = None) -> BatchResult:
-    """Grade `submissions` one after another, writing each one's outputs as soon as it is graded."""
+    """Grade `submissions` with `config.jobs` concurrent runs, writing each one's outputs as soon as it is graded."""
     isolation = choose_isolation(config.sandbox)
     if isolation.warning:
         logger.warning(isolation.warning)
     model = resolve_model(config.model)
     environment = describe_environment(model, config)
     environment["isolation"] = isolation.to_dict()
-    logger.info("grading %d submissions with %s (seed %d)", len(submissions), model.description, config.seed)
+    logger.info("grading %d submissions with %s (seed %d, %d jobs)", len(submissions), model.description,
+                config.seed, config.jobs)
     meter = finetune.LossMeter(model.path, config.rubric.prompt, config.rubric.response)
     logger.info("loss of the trained pair under the original weights: %.4f", meter.base_loss)
+    chatbot.chrf_metric()
 
     batch = BatchResult(environment=environment)
     config.out.mkdir(parents=True, exist_ok=True)
-    for submission in submissions:
+    report_lock = threading.Lock()
+
+    def grade_one(submission: Submission) -> None:
         fingerprint = submission_fingerprint(submission, environment)
-        previous = None if config.force else load_previous(config.out, submission, fingerprint)
-        if previous is not None:
+        result = None if config.force else load_previous(config.out, submission, fingerprint)
+        if result is not None:
             logger.info("%s: already graded with the same file and settings, reusing its result", submission.id)
-            batch.results.append(previous)
+        else:
+            try:
+                result = grade_submission(submission, model=model, meter=meter, config=config,
+                                          environment=environment, isolation=isolation)
+            except Exception:  # noqa: BLE001 - a grader bug on one submission must not lose the others
+                logger.exception("the grader failed on submission %s (%s)", submission.id, submission.path)
+                result = internal_failure(submission, config, environment)
+            result.fingerprint = fingerprint
+            writer.write_submission(result, config.out)
+        with report_lock:
+            batch.results.append(result)
+            batch.internal_errors.extend(
+                f"{result.submission_id}: {check.id}: {check.message}" for check in result.checks
+                if check.details.get("internal")
+            )
             if on_result:
-                on_result(previous)
-            continue
-        try:
-            result = grade_submission(submission, model=model, meter=meter, config=config, environment=environment,
-                                      isolation=isolation)
-        except Exception:  # noqa: BLE001 - a grader bug on one submission must not lose the others
-            logger.exception("the grader failed on submission %s (%s)", submission.id, submission.path)
-            result = internal_failure(submission, config, environment)
-        result.fingerprint = fingerprint
-        writer.write_submission(result, config.out)
-        batch.results.append(result)
-        batch.internal_errors.extend(
-            f"{result.submission_id}: {check.id}: {check.message}" for check in result.checks
-            if check.details.get("internal")
-        )
-        if on_result:
-            on_result(result)
+                on_result(result)
+
+    with ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="grade") as pool:
+        for future in [pool.submit(grade_one, submission) for submission in submissions]:
+            future.result()
+    batch.results.sort(key=lambda result: result.submission_id)
     writer.write_class(batch.results, environment, config.out)
     return batch
 

@@ -26,9 +26,9 @@ def write_notebook(path: Path, cells: list[tuple[str, str]]) -> Path:
     return path
 
 
-def grade_folder(folder: Path, out: Path, *extra: str, model: str = "tiny-gpt2") -> tuple[int, dict]:
-    """Run `grade FOLDER --model MODEL --out OUT EXTRA...`; return the exit code and summary.json."""
-    code = main([str(folder), "--model", model, "--out", str(out), *extra])
+def grade_folder(folder: Path, out: Path, *extra: str, model: str = "tiny-gpt2", jobs: int = 2) -> tuple[int, dict]:
+    """Run `grade FOLDER --model MODEL --out OUT --jobs JOBS EXTRA...`; return the exit code and summary.json."""
+    code = main([str(folder), "--model", model, "--out", str(out), "--jobs", str(jobs), *extra])
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return code, summary

@@ -202,3 +202,13 @@ def test_huge_file_rejected(corpus):
     graded = corpus["summary"]["submissions"]["huge"]
     assert set(statuses(corpus["summary"], "huge").values()) == {"error"}
     assert "200 MiB, over the 20 MiB limit" in graded["problem"]
+
+
+@pytest.mark.parametrize("submission_id", ["fork_bomb", "memory_bomb", "output_flood"])
+def test_hostile_grades_as_alone(corpus, submission_id, tmp_path):
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(corpus["folder"] / f"{submission_id}.ipynb", alone / f"{submission_id}.ipynb")
+    _, summary = grade_folder(alone, tmp_path / "out", "--cell-timeout", "30", "--check-timeout", "8",
+                              "--memory", "3")
+    assert summary["submissions"][submission_id] == corpus["summary"]["submissions"][submission_id]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from pathlib import Path
 
 from harness import config
@@ -50,6 +51,8 @@ class LossMeter:
         single = model_dir / "model.safetensors"
         self.base_state = load_file(single) if single.is_file() else self._load_state()
         self._base_loss: float | None = None
+        # Concurrent jobs measure one at a time: each measurement holds a full copy of the model.
+        self.lock = threading.Lock()
 
     def _load_state(self) -> dict:
         from transformers import AutoModelForCausalLM
@@ -131,16 +134,16 @@ def grade(context: CheckContext, meter: LossMeter) -> CheckResult:
                            f"Fine-tuning did not finish: {describe_cell_failure(timed_out[0])}. Train for about one "
                            "epoch over the 100 repetitions (a few seconds to a minute on a CPU).", details)
 
-    try:
-        tuned = meter.load_exported(context.outcome.artifacts / "weights")
-    except WeightsError as error:
-        return CheckResult(CHECK_ID, "error", 0.0, points,
-                           f"The grader could not load your fine-tuned weights: {error}. Fine-tune the model you "
-                           "loaded without changing its architecture.", details)
-
-    changed = meter.changed_tensors(tuned)
-    before, after = meter.base_loss, meter.loss(tuned)
-    del tuned
+    with meter.lock:
+        try:
+            tuned = meter.load_exported(context.outcome.artifacts / "weights")
+        except WeightsError as error:
+            return CheckResult(CHECK_ID, "error", 0.0, points,
+                               f"The grader could not load your fine-tuned weights: {error}. Fine-tune the model "
+                               "you loaded without changing its architecture.", details)
+        changed = meter.changed_tensors(tuned)
+        before, after = meter.base_loss, meter.loss(tuned)
+        del tuned
     drop = (before - after) / before if before > 0 else 0.0
     details.update(loss_before=round(before, 4), loss_after=round(after, 4), relative_drop=round(drop, 4),
                    changed_tensors=changed, required_drop=rubric.min_loss_drop)

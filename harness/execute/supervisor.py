@@ -129,7 +129,7 @@ def build_job(program: Program, model: ModelSpec, config: GradeConfig, workdir: 
         "workdir": str(workdir),
         "artifacts": str(artifacts),
         "seed": config.seed,
-        "threads": config.threads or os.cpu_count() or 1,
+        "threads": config.submission_threads,
         "limits": {"cell": limits.cell, "check": limits.check},
         "probe": {
             "strings": strings,
@@ -167,7 +167,7 @@ def child_environment(workdir: Path, threads: int) -> dict[str, str]:
 
 def resource_limits(config: GradeConfig) -> ResourceLimits:
     limits = config.limits
-    threads = config.threads or os.cpu_count() or 1
+    threads = config.submission_threads
     return ResourceLimits(
         memory_bytes=int(limits.memory_gib * 2**30),
         # CPU time over all threads; wall-clock limits stop a run long before this unless it spins every core.
