@@ -6,8 +6,8 @@ import hashlib
 import json
 import logging
 import platform
+import queue
 import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +21,8 @@ from harness.checks import chatbot, exercises, finetune, interface, model_load, 
 from harness.checks.common import CheckContext, first_line
 from harness.checks.diagnose import SHARE_HINT, hint_for
 from harness.config import GradeConfig
-from harness.execute.sandbox import Isolation, choose_isolation
+from harness.execute.sandbox import choose_isolation
+from harness.execute.slots import Slot
 from harness.execute.supervisor import RunOutcome, run_program
 from harness.models import ModelSpec, resolve_model
 from harness.records import CHECK_IDS, CellRun, CheckResult, Submission, SubmissionResult
@@ -90,6 +91,9 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
     batch = BatchResult(environment=environment)
     config.out.mkdir(parents=True, exist_ok=True)
     report_lock = threading.Lock()
+    slots: queue.Queue[Slot] = queue.Queue()
+    for _ in range(min(config.jobs, max(len(submissions), 1))):
+        slots.put(Slot(model, config, isolation))
 
     def grade_one(submission: Submission) -> None:
         fingerprint = submission_fingerprint(submission, environment)
@@ -97,12 +101,15 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
         if result is not None:
             logger.info("%s: already graded with the same file and settings, reusing its result", submission.id)
         else:
+            slot = slots.get()
             try:
                 result = grade_submission(submission, model=model, meter=meter, config=config,
-                                          environment=environment, isolation=isolation)
+                                          environment=environment, slot=slot)
             except Exception:  # noqa: BLE001 - a grader bug on one submission must not lose the others
                 logger.exception("the grader failed on submission %s (%s)", submission.id, submission.path)
                 result = internal_failure(submission, config, environment)
+            finally:
+                slots.put(slot)
             result.fingerprint = fingerprint
             writer.write_submission(result, config.out)
         with report_lock:
@@ -114,9 +121,13 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
             if on_result:
                 on_result(result)
 
-    with ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="grade") as pool:
-        for future in [pool.submit(grade_one, submission) for submission in submissions]:
-            future.result()
+    try:
+        with ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="grade") as pool:
+            for future in [pool.submit(grade_one, submission) for submission in submissions]:
+                future.result()
+    finally:
+        while not slots.empty():
+            slots.get().close()
     batch.results.sort(key=lambda result: result.submission_id)
     writer.write_class(batch.results, environment, config.out)
     return batch
@@ -151,17 +162,16 @@ def load_previous(out: Path, submission: Submission, fingerprint: str) -> Submis
 
 
 def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetune.LossMeter, config: GradeConfig,
-                     environment: dict, isolation: Isolation) -> SubmissionResult:
+                     environment: dict, slot: Slot) -> SubmissionResult:
     started = time.monotonic()
     try:
         program = load_program(submission.path)
     except SubmissionError as error:
         return unreadable(submission, str(error), config, environment)
 
-    scratch = Path(tempfile.mkdtemp(prefix=f"grade-{submission.id[:40]}-"))
+    outcome = None
     try:
-        outcome = run_program(program, model, config, scratch / "work", scratch / "artifacts",
-                              [text for _, text in tokenization.HARD_STRINGS], isolation)
+        outcome = run_program(program, model, config, slot, [text for _, text in tokenization.HARD_STRINGS])
         cells = cell_runs(program, outcome, config.limits.output_chars)
         context = CheckContext(config=config, program=program, outcome=outcome, cells=cells)
         checks = run_checks(context, model, meter)
@@ -169,7 +179,8 @@ def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetun
         probe_output = {check_id: outcome.output(f"probe-{check_id}", config.limits.output_chars)
                         for check_id in CHECK_IDS}
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if outcome is not None and outcome.artifacts is not None:
+            shutil.rmtree(outcome.artifacts.parent, ignore_errors=True)
 
     result = SubmissionResult(
         submission_id=submission.id,

@@ -51,3 +51,24 @@ def copy_example(submissions: Path):
         return Path(shutil.copy(EXAMPLES / name, submissions / name))
 
     return copy
+
+
+THREE = ("carol_no_training.ipynb", "frank_syntax_error.ipynb", "henry_cuda.ipynb")
+
+
+@pytest.fixture(scope="session")
+def three_folder(tmp_path_factory) -> Path:
+    """Three quick examples (no training runs), used by the resume and parallel tests."""
+    path = tmp_path_factory.mktemp("three")
+    for name in THREE:
+        shutil.copy(EXAMPLES / name, path / name)
+    return path
+
+
+@pytest.fixture(scope="session")
+def three_graded(three_folder, tmp_path_factory) -> Path:
+    """The three examples graded one at a time with one thread: the reference every speed-up must match."""
+    out = tmp_path_factory.mktemp("three-graded")
+    code, _ = grade_folder(three_folder, out, "--threads", "1", jobs=1)
+    assert code == 0
+    return out

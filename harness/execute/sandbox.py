@@ -120,12 +120,32 @@ class Cgroup:
         self.memory.mkdir()
         (self.pids / "pids.max").write_text(str(limits.processes))
         (self.memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+        self._marks = (0, 0, 0)
         swap = self.memory / "memory.memsw.limit_in_bytes"
         if swap.exists():
             try:
                 swap.write_text(str(limits.memory_bytes))
             except OSError:
                 pass
+
+    def mark(self) -> None:
+        """Remember the counters now, so the hit_* checks report only what happens after this call."""
+        self._marks = (self._read(self.pids / "pids.events", "max"), self._read(self.memory / "memory.oom_control", "oom_kill"),
+                       self._read(self.memory / "memory.failcnt", None))
+
+    @staticmethod
+    def _read(path: Path, key: str | None) -> int:
+        try:
+            text = path.read_text()
+        except OSError:
+            return 0
+        if key is None:
+            return int(text.strip() or 0)
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+        return 0
 
     def join(self) -> None:
         """Move the calling process into both groups (run in the child before exec)."""
@@ -134,14 +154,14 @@ class Cgroup:
         (self.memory / "cgroup.procs").write_text(pid)
 
     def hit_process_limit(self) -> bool:
-        events = self.pids / "pids.events"
-        return events.exists() and not events.read_text().strip().endswith(" 0")
+        return self._read(self.pids / "pids.events", "max") > self._marks[0]
 
-    def hit_memory_limit(self) -> bool:
-        failures = self.memory / "memory.failcnt"
-        oom = self.memory / "memory.oom_control"
-        killed = oom.exists() and "oom_kill 0" not in oom.read_text()
-        return killed or (failures.exists() and failures.read_text().strip() != "0")
+    def hit_memory_limit(self, killed: bool) -> bool:
+        """True when the memory limit killed a process since `mark()` (or, without an OOM counter, was reached)."""
+        oom_kills = self._read(self.memory / "memory.oom_control", "oom_kill")
+        if oom_kills > self._marks[1]:
+            return True
+        return killed and self._read(self.memory / "memory.failcnt", None) > self._marks[2]
 
     def kill_all(self) -> None:
         for procs in (self.pids / "cgroup.procs", self.memory / "cgroup.procs"):
@@ -171,9 +191,14 @@ class Cgroup:
                     time.sleep(0.05)
 
 
-def apply_rlimits(limits: ResourceLimits) -> None:
-    """Set the rlimits of the calling process; its children inherit them."""
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+def apply_rlimits(limits: ResourceLimits, *, address_space: bool = True) -> None:
+    """Set the rlimits of the calling process; its children inherit them.
+
+    With a memory cgroup, `address_space=False` leaves RLIMIT_AS unset: the cgroup counts real memory, while
+    an address-space cap also fails the large virtual reservations that torch and Python make.
+    """
+    if address_space:
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -1,4 +1,4 @@
-"""Run one submission in its own process and working folder, enforce the wall-clock limits, collect its events."""
+"""Run one submission as a child of a slot's zygote, enforce the wall-clock limits, collect its events and output."""
 
 from __future__ import annotations
 
@@ -8,30 +8,19 @@ import os
 import re
 import select
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config import GradeConfig
-from harness.execute.sandbox import (
-    Cgroup,
-    Isolation,
-    ResourceLimits,
-    apply_rlimits,
-    bwrap_command,
-    die_with_parent,
-    python_roots,
-)
+from harness.execute.slots import Slot, base_environment
 from harness.models import ModelSpec
 from harness.source import Program
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
-HARNESS_PACKAGE = Path(__file__).resolve().parents[1]
 # The worker writes this line to its output at the start of each step, so output can be split per step.
 STEP_MARKER = re.compile(rb"\x1e\[grader-step (?P<step>[\w.\-]+)\]\n")
 TAIL_BYTES = 8 * 1024
@@ -121,13 +110,15 @@ class RunOutcome:
 
 
 def build_job(program: Program, model: ModelSpec, config: GradeConfig, workdir: Path, artifacts: Path,
-              strings: list[str]) -> dict[str, Any]:
+              strings: list[str], env: dict[str, str]) -> dict[str, Any]:
     limits = config.limits
     return {
         "cells": [{"index": cell.index, "python": cell.python} for cell in program.code_cells],
         "model_dir": str(model.path),
         "workdir": str(workdir),
         "artifacts": str(artifacts),
+        "output_fifo": str(artifacts / "output.fifo"),
+        "env": env,
         "seed": config.seed,
         "threads": config.submission_threads,
         "limits": {"cell": limits.cell, "check": limits.check},
@@ -139,113 +130,45 @@ def build_job(program: Program, model: ModelSpec, config: GradeConfig, workdir: 
     }
 
 
-def child_environment(workdir: Path, threads: int) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "GRADIO_"))}
-    harness_root = str(Path(__file__).resolve().parents[2])
-    env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [harness_root, env.get("PYTHONPATH")])),
-        PYTHONUNBUFFERED="1",
-        PYTHONDONTWRITEBYTECODE="1",
-        HOME=str(workdir),
-        HF_HOME=str(workdir / ".cache" / "huggingface"),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        HF_HUB_DISABLE_TELEMETRY="1",
-        GRADIO_ANALYTICS_ENABLED="False",
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-        TOKENIZERS_PARALLELISM="false",
-        WANDB_DISABLED="true",
-        WANDB_MODE="disabled",
-        MPLBACKEND="Agg",
-        OMP_NUM_THREADS=str(threads),
-        MKL_NUM_THREADS=str(threads),
-    )
-    return env
-
-
-def resource_limits(config: GradeConfig) -> ResourceLimits:
-    limits = config.limits
-    threads = config.submission_threads
-    return ResourceLimits(
-        memory_bytes=int(limits.memory_gib * 2**30),
-        # CPU time over all threads; wall-clock limits stop a run long before this unless it spins every core.
-        cpu_seconds=int(limits.submission * threads) + 60,
-        file_bytes=limits.file_mib * 2**20,
-        processes=limits.processes,
-    )
-
-
-def run_program(program: Program, model: ModelSpec, config: GradeConfig, workdir: Path, artifacts: Path,
-                strings: list[str], isolation: Isolation) -> RunOutcome:
-    """Run `program` in a new, isolated process inside `workdir`, writing its artifacts into `artifacts`."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    artifacts.mkdir(parents=True, exist_ok=True)
-    job = build_job(program, model, config, workdir, artifacts, strings)
+def run_program(program: Program, model: ModelSpec, config: GradeConfig, slot: Slot, strings: list[str]) -> RunOutcome:
+    """Run `program` as a child of `slot`'s zygote, in a new working folder inside the slot's sandbox."""
+    slot.ensure_started()
+    job_folder = slot.new_job_folder()
+    workdir, artifacts = job_folder / "work", job_folder / "artifacts"
+    for folder in (workdir, artifacts):
+        folder.mkdir()
+        os.chmod(folder, 0o777)
+    env = base_environment(workdir, config.submission_threads)
+    env["HF_HOME"] = str(slot.home / "huggingface")
+    job = build_job(program, model, config, workdir, artifacts, strings, env)
     job_path = artifacts / "job.json"
     job_path.write_text(json.dumps(job, indent=1), encoding="utf-8")
     events_path = artifacts / "events.jsonl"
     events_path.touch()
-
-    env = child_environment(workdir, job["threads"])
-    argv = [sys.executable, "-u", "-m", "harness.execute.worker", str(job_path)]
-    if isolation.mode == "bwrap":
-        os.chmod(workdir, 0o777)
-        readable = [*python_roots(), HARNESS_PACKAGE, Path(model.path).resolve()]
-        argv = bwrap_command(readable=readable, writable=[workdir, artifacts], workdir=workdir, argv=argv, env=env)
-
-    limits = resource_limits(config)
-    cgroup = Cgroup(limits) if isolation.cgroups and isolation.mode != "none" else None
-
-    def prepare_child() -> None:
-        die_with_parent()
-        if cgroup is not None:
-            cgroup.join()
-        if isolation.mode != "none":
-            # With a cgroup capping memory, RLIMIT_AS would only add spurious failures of virtual reservations.
-            apply_rlimits(limits if cgroup is None else ResourceLimits(
-                memory_bytes=resource_infinity(), cpu_seconds=limits.cpu_seconds, file_bytes=limits.file_bytes,
-                processes=limits.processes))
+    os.chmod(events_path, 0o666)
+    os.mkfifo(artifacts / "output.fifo", 0o666)
+    fifo = os.open(artifacts / "output.fifo", os.O_RDONLY | os.O_NONBLOCK)
 
     started = time.monotonic()
     outcome = RunOutcome(artifacts=artifacts, collector=OutputCollector(config.limits.output_bytes))
     try:
-        process = subprocess.Popen(
-            argv,
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=prepare_child,
-        )
-        try:
-            _supervise(process, events_path, config, outcome, started)
-        finally:
-            _kill_group(process)
-            _drain(process, outcome.collector)
-        if isolation.mode == "bwrap" and outcome.exit_code is not None and outcome.exit_code > 128:
-            # bwrap exits with 128 + N when the sandboxed process died of signal N.
-            outcome.exit_code = 128 - outcome.exit_code
-        outcome.limit_hit = _limit_hit(outcome, limits, cgroup)
+        slot.submit(job_path)
+        _supervise(slot, fifo, events_path, config, outcome, started)
+        if outcome.exit_code is None:
+            # Killed by the grader: the whole slot goes, and the next submission starts a fresh one.
+            slot.stop()
+        _drain(fifo, outcome.collector)
+        outcome.limit_hit = _limit_hit(outcome, slot)
     finally:
-        if cgroup is not None:
-            cgroup.close()
+        os.close(fifo)
     outcome.seconds = round(time.monotonic() - started, 3)
     return outcome
 
 
-def resource_infinity() -> int:
-    import resource
-
-    return resource.RLIM_INFINITY
-
-
-def _limit_hit(outcome: RunOutcome, limits: ResourceLimits, cgroup: Cgroup | None) -> str | None:
+def _limit_hit(outcome: RunOutcome, slot: Slot) -> str | None:
+    limits, cgroup = slot.limits, slot.cgroup
     gib = limits.memory_bytes / 2**30
-    if cgroup is not None and cgroup.hit_memory_limit():
+    if cgroup is not None and cgroup.hit_memory_limit(killed=outcome.exit_code == -signal.SIGKILL):
         return f"used more than {gib:g} GiB of memory"
     if cgroup is not None and cgroup.hit_process_limit():
         return f"tried to run more than {limits.processes} processes or threads at once"
@@ -256,31 +179,32 @@ def _limit_hit(outcome: RunOutcome, limits: ResourceLimits, cgroup: Cgroup | Non
     return None
 
 
-def _drain(process: subprocess.Popen, collector: OutputCollector) -> None:
-    if process.stdout is None:
-        return
+def _read_available(fifo: int, collector: OutputCollector) -> bool:
+    """Read what the FIFO holds now; return False at end of file (every writer closed it)."""
     while True:
-        chunk = process.stdout.read1(1 << 20) if hasattr(process.stdout, "read1") else process.stdout.read(1 << 20)
+        try:
+            chunk = os.read(fifo, 1 << 20)
+        except BlockingIOError:
+            return True
         if not chunk:
-            break
+            return False
         collector.feed(chunk)
-    process.stdout.close()
 
 
-def _supervise(process: subprocess.Popen, events_path: Path, config: GradeConfig, outcome: RunOutcome,
+def _drain(fifo: int, collector: OutputCollector) -> None:
+    deadline = time.monotonic() + 2.0
+    while _read_available(fifo, collector) and time.monotonic() < deadline:
+        select.select([fifo], [], [], 0.1)
+
+
+def _supervise(slot: Slot, fifo: int, events_path: Path, config: GradeConfig, outcome: RunOutcome,
                started: float) -> None:
     limits = config.limits
     step, step_started, step_limit = "startup", started, limits.check
-    pipe = process.stdout
-    os.set_blocking(pipe.fileno(), False)
     with open(events_path, "rb") as events:
         while True:
-            readable, _, _ = select.select([pipe], [], [], POLL_SECONDS)
-            if readable:
-                chunk = pipe.read(1 << 20)
-                if chunk:
-                    outcome.collector.feed(chunk)
-            exited = process.poll() is not None
+            _read_available(fifo, outcome.collector)
+            exit_code = slot.poll_exit(POLL_SECONDS)
             while True:
                 position = events.tell()
                 line = events.readline()
@@ -293,8 +217,8 @@ def _supervise(process: subprocess.Popen, events_path: Path, config: GradeConfig
                 except json.JSONDecodeError:
                     continue
                 step, step_started, step_limit = _apply_event(event, outcome, step, step_started, step_limit)
-            if exited:
-                outcome.exit_code = process.returncode
+            if exit_code is not None:
+                outcome.exit_code = exit_code
                 break
 
             now = time.monotonic()
@@ -306,7 +230,6 @@ def _supervise(process: subprocess.Popen, events_path: Path, config: GradeConfig
                 outcome.killed_in = step
                 outcome.kill_reason = f"the whole submission did not finish within {limits.submission:g} s"
                 break
-    os.set_blocking(pipe.fileno(), True)
     outcome.last_step = step
 
 
@@ -330,10 +253,3 @@ def _apply_event(event: dict, outcome: RunOutcome, step: str, step_started: floa
     return step, step_started, step_limit
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    """Kill the submission process and everything it started (it leads its own session)."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
