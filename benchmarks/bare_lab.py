@@ -1,8 +1,8 @@
 """The bare compute of one lab submission, for comparison with the grader: load, fine-tune, generate, nothing else.
 
-Usage: python benchmarks/bare_lab.py MODEL_FOLDER. It runs the fine-tuning of the example submissions (the pair
-repeated 100 times, blocks of 128 tokens, one epoch, batch size 1) and the grader's generations (4 prompts before
-and 4 after, 48 new tokens each), with the same thread count as a single grading job.
+Usage: python benchmarks/bare_lab.py MODEL_FOLDER. It runs the fine-tuning of the example submissions: the pair
+repeated 100 times, blocks of 128 tokens, one epoch, batch size 1. Then it runs the grader's generations, 4 prompts
+before and 4 after fine-tuning with 48 new tokens each.
 """
 
 from __future__ import annotations

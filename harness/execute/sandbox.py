@@ -1,8 +1,8 @@
 """Isolation of a submission process: a bubblewrap sandbox, cgroup limits and resource limits.
 
-The preferred mechanism is bubblewrap (`bwrap`), which needs no Docker engine: new user, PID, network, IPC and
-UTS namespaces, uid 65534 with every capability dropped, and a filesystem view with only Python, the
-environment, the harness, the model and the submission's own folders. Processes and memory are capped by a
+The preferred mechanism is bubblewrap (`bwrap`), which needs no Docker engine. It gives new user, PID, network,
+IPC and UTS namespaces and runs as uid 65534 with every capability dropped. Its filesystem view has only Python,
+the environment, the harness, the model and the job slot's own folder. Processes and memory are capped by a
 cgroup when the machine lets the grader create one, and always by rlimits. Where bubblewrap cannot run, the
 grader falls back to a plain process with rlimits and says so in the log and in every report.
 """

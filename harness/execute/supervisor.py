@@ -78,7 +78,7 @@ class OutputCollector:
 
 @dataclass
 class RunOutcome:
-    """What the submission process reported, and how it ended."""
+    """Report of one submission process: its events, its output and how it ended."""
 
     cells: dict[int, dict[str, Any]] = field(default_factory=dict)
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -180,7 +180,7 @@ def _limit_hit(outcome: RunOutcome, slot: Slot) -> str | None:
 
 
 def _read_available(fifo: int, collector: OutputCollector) -> bool:
-    """Read what the FIFO holds now; return False at end of file (every writer closed it)."""
+    """Read what the FIFO contains now; return False at end of file (every writer closed it)."""
     while True:
         try:
             chunk = os.read(fifo, 1 << 20)

@@ -1,7 +1,7 @@
 """Pre-loaded worker: imports torch, transformers, gradio and the harness once, then forks one child per submission.
 
 Run as `python -m harness.execute.zygote` inside the sandbox of one job slot. It reads `run JOB.json` lines on
-stdin and answers `started PID` and `exited PID CODE` on stdout. Each child moves its output to the job's FIFO,
+stdin and writes `started PID` and `exited PID CODE` lines on stdout. Each child moves its output to the job's FIFO,
 closes the control pipes, and runs `harness.execute.worker` on the job. After a child ends, the zygote kills any
 process the child left behind and empties the slot's shared scratch folders, so the next submission finds
 nothing of the previous one.
