@@ -99,34 +99,18 @@ def run_all(job: dict, namespace: dict, recorder, events: EventLog, capture: Out
 # -- model.load ---------------------------------------------------------------------------------------------
 
 
-def find_model(context: ProbeContext) -> tuple[Any, str]:
-    from transformers import Pipeline, PreTrainedModel
+def find_object(namespace: dict, variable: str, kind: type, pipeline_attribute: str) -> tuple[Any, str]:
+    """Find a model or tokenizer: the expected variable, else one inside a pipeline, else any variable of `kind`."""
+    from transformers import Pipeline
 
-    namespace = context.namespace
-    candidate = namespace.get(config.MODEL_VAR)
-    if isinstance(candidate, PreTrainedModel):
-        return candidate, f"variable `{config.MODEL_VAR}`"
+    candidate = namespace.get(variable)
+    if isinstance(candidate, kind):
+        return candidate, f"variable `{variable}`"
     for name, value in namespace.items():
-        if isinstance(value, Pipeline) and isinstance(getattr(value, "model", None), PreTrainedModel):
-            return value.model, f"pipeline `{name}`"
+        if isinstance(value, Pipeline) and isinstance(getattr(value, pipeline_attribute, None), kind):
+            return getattr(value, pipeline_attribute), f"pipeline `{name}`"
     for name, value in namespace.items():
-        if isinstance(value, PreTrainedModel):
-            return value, f"variable `{name}`"
-    return None, ""
-
-
-def find_tokenizer(context: ProbeContext) -> tuple[Any, str]:
-    from transformers import Pipeline, PreTrainedTokenizerBase
-
-    namespace = context.namespace
-    candidate = namespace.get(config.TOKENIZER_VAR)
-    if isinstance(candidate, PreTrainedTokenizerBase):
-        return candidate, f"variable `{config.TOKENIZER_VAR}`"
-    for name, value in namespace.items():
-        if isinstance(value, Pipeline) and isinstance(getattr(value, "tokenizer", None), PreTrainedTokenizerBase):
-            return value.tokenizer, f"pipeline `{name}`"
-    for name, value in namespace.items():
-        if isinstance(value, PreTrainedTokenizerBase):
+        if isinstance(value, kind):
             return value, f"variable `{name}`"
     return None, ""
 
@@ -134,8 +118,12 @@ def find_tokenizer(context: ProbeContext) -> tuple[Any, str]:
 def probe_load(context: ProbeContext) -> dict:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    context.model, context.model_source = find_model(context)
-    context.tokenizer, context.tokenizer_source = find_tokenizer(context)
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    namespace = context.namespace
+    context.model, context.model_source = find_object(namespace, config.MODEL_VAR, PreTrainedModel, "model")
+    context.tokenizer, context.tokenizer_source = find_object(namespace, config.TOKENIZER_VAR,
+                                                              PreTrainedTokenizerBase, "tokenizer")
     data: dict[str, Any] = {"requests": context.recorder.requests, "model": None, "tokenizer": None}
     if context.model is not None:
         model = context.model
