@@ -11,7 +11,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_OUT = Path("reports")
 DEFAULT_SEED = 1234
 
-# Names a submission defines, as the assignment asks for them.
+# Names a submission defines, as the assignment requests them.
 MODEL_VAR = "model"
 TOKENIZER_VAR = "tokenizer"
 FINE_TUNE_FN = "fine_tune_model"
@@ -47,7 +47,7 @@ class Points:
 
 @dataclass(frozen=True)
 class Rubric:
-    """What the checks measure and the thresholds they apply."""
+    """Rubric: the points, prompts and thresholds the checks apply."""
 
     points: Points = field(default_factory=Points)
     prompt: str = "Hello, how are you?"
@@ -62,7 +62,7 @@ class Rubric:
     min_loss_drop: float = 0.25
     # chrF (0-100) of the reply to the trained prompt against the trained response must rise by this much.
     min_chrf_gain: float = 10.0
-    # Generation inside a graded run is capped at this many new tokens, whatever the submission asks for.
+    # Generation inside a graded run is capped at this many new tokens, whatever the submission requests.
     max_new_tokens: int = 48
     # An exercise answer counts as present with at least this many words.
     min_answer_words: int = 3

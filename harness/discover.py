@@ -10,7 +10,7 @@ SUFFIXES = (".ipynb", ".py")
 
 
 class DiscoveryError(ValueError):
-    """The path to grade does not exist or holds no submission."""
+    """The path to grade does not exist or contains no submission."""
 
 
 def _candidates(folder: Path) -> list[Path]:
@@ -24,7 +24,7 @@ def find_submissions(path: Path) -> tuple[list[Submission], list[str]]:
     """Return the submissions under `path` (sorted by id) and warnings about entries that were passed over.
 
     Raises:
-        DiscoveryError: `path` does not exist, is a file of another type, or holds no submission.
+        DiscoveryError: `path` does not exist, is a file of another type, or contains no submission.
     """
     if not path.exists():
         raise DiscoveryError(f"{path} does not exist; pass a folder of submissions or one .ipynb/.py file")
@@ -55,5 +55,5 @@ def find_submissions(path: Path) -> tuple[list[Submission], list[str]]:
         for identifier, file in entries
     ]
     if not submissions:
-        raise DiscoveryError(f"{path} holds no .ipynb or .py submission (files or one per subfolder)")
+        raise DiscoveryError(f"no .ipynb or .py submission found in {path}; put one file per student there, or one subfolder each")
     return sorted(submissions, key=lambda submission: submission.id), warnings

@@ -62,7 +62,7 @@ class CheckResult:
 
 @dataclass
 class CellRun:
-    """How one code cell of a submission ran."""
+    """Outcome of one code cell of a submission."""
 
     index: int
     label: str

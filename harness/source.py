@@ -1,7 +1,7 @@
 """Read a submission (`.ipynb`, or `.py` as exported by Colab, nbconvert or jupytext) into cells of plain Python.
 
 Shell escapes and IPython magics are rewritten by IPython's own input transformer into `get_ipython()` calls,
-which the runner answers without running anything; the original lines are kept so reports can list them.
+which the runner records without running anything; the original lines are kept so reports can list them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ MAGIC_LINE = re.compile(r"^\s*(!|%)")
 
 
 class SubmissionError(Exception):
-    """A submission file that cannot be read as a notebook or a script; the message says how to fix it."""
+    """A submission file that cannot be read as a notebook or a script; the message names the fix."""
 
 
 @dataclass

@@ -44,9 +44,9 @@ print(type(model).__name__, f"{model.num_parameters():,} parameters")
 #
 # **Exercise 2.1**: Name a use of Gradio other than demonstrating NLP models.
 #
-# **Answer 2.1:** Gradio wraps any Python function in a web page: an image classifier that takes an upload
-# or a webcam frame, a speech-to-text demo with a microphone input, a form that runs a data-cleaning script on
-# an uploaded CSV file, or an internal tool that lets colleagues label examples for a dataset.
+# **Answer 2.1:** Gradio wraps any Python function in a web page. Examples are an image classifier that takes
+# an upload or a webcam frame, or a speech-to-text demo with a microphone input. It also suits a form that runs a
+# data-cleaning script on an uploaded CSV file, or an internal tool for labelling examples of a dataset.
 
 # %% [markdown]
 # ## Part 3: tokenization
@@ -71,10 +71,10 @@ assert decode_tokens(sample_ids) == sample
 # %% [markdown]
 # **Exercise 3.1**: What makes tokenizing text hard?
 #
-# **Answer 3.1:** Words unseen in training must be split into sub-words or bytes; whitespace, accents and
-# Unicode normalisation can change the text so that decoding does not give back the original; languages
-# without spaces (Chinese, Japanese) and scripts written right to left need other rules; emoji and code
-# produce many tokens; and the same word can be split differently depending on the space before it.
+# **Answer 3.1:** Words unseen in training must be split into sub-words or bytes. Whitespace, accents and
+# Unicode normalisation can change the text, so decoding may not give back the original. Languages without
+# spaces (Chinese, Japanese) and scripts written right to left need other rules. Emoji and code produce many
+# tokens, and the same word can be split differently depending on the space before it.
 
 # %% [markdown]
 # ## Part 4: fine-tuning

@@ -69,7 +69,8 @@ def test_outputs_written(graded):
     for submission_id in EXPECTED:
         assert f'href="{submission_id}/report.html"' in index
         report = (out / submission_id / "report.html").read_text()
-        assert "Environment" in report and "transformers" in report
+        assert "Environment" in report
+        assert "transformers" in report
         results = json.loads((out / submission_id / "results.json").read_text())
         assert set(results) >= {"score", "execution_time", "tests"}
         for test in results["tests"]:
@@ -80,7 +81,8 @@ def test_outputs_written(graded):
         rows = list(csv.DictReader(handle))
     assert [row["submission"] for row in rows] == sorted(EXPECTED)
     alice = next(row for row in rows if row["submission"] == "alice_correct")
-    assert alice["total"] == "100" and alice["finetune.loss_decreases (status)"] == "passed"
+    assert alice["total"] == "100"
+    assert alice["finetune.loss_decreases (status)"] == "passed"
 
 
 def test_report_shows_evidence(graded):

@@ -1,4 +1,4 @@
-"""Finding the written answers."""
+"""Extraction of the written exercise answers."""
 
 from __future__ import annotations
 

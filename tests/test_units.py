@@ -24,7 +24,8 @@ def test_discover_files_and_folders(tmp_path):
     assert [submission.id for submission in submissions] == ["ann.ipynb", "ann.py", "ben"]
     assert submissions[2].path.name == "lab.ipynb"
     assert len(warnings) == 1
-    assert "cat" in warnings[0] and "a.py, b.py" in warnings[0]
+    assert "cat" in warnings[0]
+    assert "a.py, b.py" in warnings[0]
 
 
 def test_discover_missing_path(tmp_path):

@@ -35,7 +35,7 @@ class LossMeter:
     """Measures the causal-LM loss of the rubric's prompt/response pair under a set of weights.
 
     The text is `prompt + "\\n" + response`, the format of the lab's training file, tokenized by the grading
-    model's own tokenizer; the loss is the mean cross-entropy per predicted token, in nats.
+    model's own tokenizer. The loss is the mean cross-entropy per predicted token, in nats.
     """
 
     def __init__(self, model_dir: Path, prompt: str, response: str):
@@ -51,7 +51,7 @@ class LossMeter:
         single = model_dir / "model.safetensors"
         self.base_state = load_file(single) if single.is_file() else self._load_state()
         self._base_loss: float | None = None
-        # Concurrent jobs measure one at a time: each measurement holds a full copy of the model.
+        # Concurrent jobs measure one at a time, because each measurement keeps a full copy of the model in memory.
         self.lock = threading.Lock()
 
     def _load_state(self) -> dict:

@@ -4,7 +4,7 @@ The preferred mechanism is bubblewrap (`bwrap`), which needs no Docker engine. I
 IPC and UTS namespaces and runs as uid 65534 with every capability dropped. Its filesystem view has only Python,
 the environment, the harness, the model and the job slot's own folder. Processes and memory are capped by a
 cgroup when the machine lets the grader create one, and always by rlimits. Where bubblewrap cannot run, the
-grader falls back to a plain process with rlimits and says so in the log and in every report.
+grader falls back to a plain process with rlimits and states that in the log and in every report.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,8 +187,6 @@ class Cgroup:
                     break
                 except OSError:
                     # Processes killed a moment ago may still be leaving the group.
-                    import time
-
                     time.sleep(0.05)
 
 

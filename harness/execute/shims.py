@@ -1,7 +1,7 @@
 """Patches installed in the submission process before any student code runs.
 
 They serve every `from_pretrained` id with the grading model, keep `launch()` from blocking or going online,
-make `google.colab` importable, answer IPython magics without running them, cap generation length, and record
+make `google.colab` importable, record IPython magics without running them, cap generation length, and record
 what the student's code did (models loaded, trainers built and run, optimizer steps) for the checks.
 """
 

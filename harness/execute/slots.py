@@ -7,6 +7,7 @@ import logging
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +25,7 @@ READY_SECONDS = 300.0
 
 
 class SlotError(RuntimeError):
-    """The zygote of a slot failed to start or stopped answering."""
+    """The zygote of a slot failed to start or stopped responding."""
 
 
 def resource_limits(config: GradeConfig) -> ResourceLimits:
@@ -132,7 +133,7 @@ class Slot:
     def stop(self) -> None:
         if self.process is not None:
             try:
-                os.killpg(self.process.pid, 9)
+                os.killpg(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             self.process.wait()

@@ -6,7 +6,7 @@ closes the control pipes, and runs `harness.execute.worker` on the job. After a 
 process the child left behind and empties the slot's shared scratch folders, so the next submission finds
 nothing of the previous one.
 
-Forking a process that holds torch is safe only if the child sets its thread count before its first torch
+Forking a process that has imported torch is safe only if the child sets its thread count before its first torch
 operation (the worker does), and the zygote itself never runs a torch operation.
 """
 

@@ -29,7 +29,7 @@ class UnknownModelError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model ready to load offline: `path` holds config, weights and tokenizer files."""
+    """A model ready to load offline: `path` contains config, weights and tokenizer files."""
 
     name: str
     path: Path
@@ -40,7 +40,7 @@ class ModelSpec:
 
 
 def cache_root() -> Path:
-    """Return the folder that holds converted and built models (`LAB_GRADER_CACHE`, else the user cache)."""
+    """Return the folder that contains converted and built models (`LAB_GRADER_CACHE`, else the user cache)."""
     configured = os.environ.get("LAB_GRADER_CACHE")
     if configured:
         return Path(configured).expanduser()
