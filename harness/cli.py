@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(bubblewrap, fail if missing), process (rlimits only) or none (trusted code only)")
     parser.add_argument("--force", action="store_true",
                         help="grade again submissions whose results are already in the output folder")
+    parser.add_argument("--recompute-baseline", action="store_true",
+                        help="compute the untuned model's loss and replies again instead of reading them from the "
+                             "cache (they are recomputed anyway when the model, rubric or decoding changes)")
     parser.add_argument("--jobs", type=positive_int, default=1,
                         help="submissions graded at once, sharing the cores (default: 1)")
     parser.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
@@ -158,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs=args.jobs,
         sandbox=args.sandbox,
         force=args.force,
+        refresh_baseline=args.recompute_baseline,
     )
     try:
         submissions, warnings = find_submissions(args.path)

@@ -107,6 +107,8 @@ class GradeConfig:
     sandbox: str = "auto"
     # Grade again submissions whose results are already in the output folder.
     force: bool = False
+    # Compute the untuned model's baseline again instead of reading it from the cache.
+    refresh_baseline: bool = False
 
     @property
     def submission_threads(self) -> int:

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from harness import __version__
+from harness import __version__, baseline
 from harness.checks import chatbot, exercises, finetune, interface, model_load, tokenization
 from harness.checks.common import CheckContext, first_line
 from harness.checks.diagnose import SHARE_HINT, hint_for
@@ -85,6 +85,9 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
     logger.info("grading %d submissions with %s (seed %d, %d jobs)", len(submissions), model.description,
                 config.seed, config.jobs)
     meter = finetune.LossMeter(model.path, config.rubric.prompt, config.rubric.response)
+    reference = baseline.load_or_compute(model, config.rubric, meter.loss, refresh=config.refresh_baseline)
+    meter.base_loss = reference.loss
+    environment["baseline"] = {"key": reference.key, "loss": round(reference.loss, 4)}
     logger.info("loss of the trained pair under the original weights: %.4f", meter.base_loss)
     chatbot.chrf_metric()
 
@@ -103,7 +106,7 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
         else:
             slot = slots.get()
             try:
-                result = grade_submission(submission, model=model, meter=meter, config=config,
+                result = grade_submission(submission, model=model, meter=meter, reference=reference, config=config,
                                           environment=environment, slot=slot)
             except Exception:  # noqa: BLE001 - a grader bug on one submission must not lose the others
                 logger.exception("the grader failed on submission %s (%s)", submission.id, submission.path)
@@ -161,8 +164,9 @@ def load_previous(out: Path, submission: Submission, fingerprint: str) -> Submis
     return result
 
 
-def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetune.LossMeter, config: GradeConfig,
-                     environment: dict, slot: Slot) -> SubmissionResult:
+def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetune.LossMeter,
+                     reference: baseline.Baseline, config: GradeConfig, environment: dict,
+                     slot: Slot) -> SubmissionResult:
     started = time.monotonic()
     try:
         program = load_program(submission.path)
@@ -174,7 +178,9 @@ def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetun
         outcome = run_program(program, model, config, slot, [text for _, text in tokenization.HARD_STRINGS])
         cells = cell_runs(program, outcome, config.limits.output_chars)
         context = CheckContext(config=config, program=program, outcome=outcome, cells=cells)
-        checks = run_checks(context, model, meter)
+        checking = time.monotonic()
+        checks = run_checks(context, model, meter, reference)
+        timings = phase_timings(outcome, cells, time.monotonic() - checking)
         notes = collect_notes(program, outcome, config)
         probe_output = {check_id: outcome.output(f"probe-{check_id}", config.limits.output_chars)
                         for check_id in CHECK_IDS}
@@ -192,6 +198,7 @@ def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetun
         exercises=exercises.find_answers(program),
         environment=environment,
         seconds=round(time.monotonic() - started, 2),
+        timings=timings,
     )
     if not outcome.finished:
         result.problem = process_problem(outcome)
@@ -201,7 +208,17 @@ def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetun
     return result
 
 
-def run_checks(context: CheckContext, model: ModelSpec, meter: finetune.LossMeter) -> list[CheckResult]:
+def phase_timings(outcome: RunOutcome, cells: list[CellRun], checks_seconds: float) -> dict[str, float]:
+    timings = {"run": round(outcome.seconds, 2), "cells": round(sum(cell.seconds for cell in cells), 2)}
+    for check_id, data in outcome.probes.items():
+        if "seconds" in data:
+            timings[f"probe {check_id}"] = round(data["seconds"], 2)
+    timings["checks"] = round(checks_seconds, 2)
+    return timings
+
+
+def run_checks(context: CheckContext, model: ModelSpec, meter: finetune.LossMeter,
+               reference: baseline.Baseline) -> list[CheckResult]:
     outcome = context.outcome
     if outcome.last_step == "startup" and not outcome.finished and not outcome.kill_reason:
         # No student code runs before the first cell, so a failure here is the grader's own.
@@ -214,7 +231,7 @@ def run_checks(context: CheckContext, model: ModelSpec, meter: finetune.LossMete
     load = model_load.grade(context, model.name)
     tokens = tokenization.grade(context)
     tuning = finetune.grade(context, meter)
-    chat = chatbot.grade(context, tuning)
+    chat = chatbot.grade(context, tuning, reference)
     gradio = interface.grade(context)
     written = exercises.grade(context)
     return [load, tokens, tuning, chat, gradio, written]

@@ -88,6 +88,9 @@ class SubmissionResult:
     exercises: dict[str, str | None] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # Wall seconds by phase: `cells` (the notebook's own code), `probe <check>` (the grader's calls into the
+    # submission), `run` (the whole submission process) and `checks` (the grader's own measurements).
+    timings: dict[str, float] = field(default_factory=dict)
     # Set when the submission could not be read or run at all.
     problem: str | None = None
     # Hash of the submission file and the grading settings; a result with the same one need not be graded again.

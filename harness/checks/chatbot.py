@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 from harness import config
+from harness.baseline import Baseline
 from harness.checks.common import CheckContext, describe_cell_failure, skipped_for
 from harness.records import CheckResult
 
@@ -26,7 +27,7 @@ def chrf(replies: list[str], reference: str) -> list[float]:
     return [round(score, 2) for score in scores["sentence_scores"]]
 
 
-def grade(context: CheckContext, finetune: CheckResult) -> CheckResult:
+def grade(context: CheckContext, finetune: CheckResult, baseline: Baseline) -> CheckResult:
     rubric = context.config.rubric
     points = rubric.points.chatbot
     skip = skipped_for(context, CHECK_ID, points, needs_model=True)
@@ -43,22 +44,22 @@ def grade(context: CheckContext, finetune: CheckResult) -> CheckResult:
                            f"`{config.GENERATE_FN}(input_text)` is not defined; write it so that it returns the "
                            "model's reply as a string.")
 
-    rows = _rows(data, rubric.response)
+    rows = _rows(data, baseline.replies, rubric.response)
     details = {"metric": METRIC, "rows": rows, "response": rubric.response, "required_gain": rubric.min_chrf_gain,
                "max_new_tokens": rubric.max_new_tokens}
     trained = rows[0]
-    errors = [(phase, row) for row in rows for phase in ("before", "after") if row[f"{phase}_error"]]
+    errors = [row for row in rows if row["after_error"]]
     if errors:
-        phase, row = errors[0]
+        row = errors[0]
         return CheckResult(CHECK_ID, "error", 0.0, points,
-                           f"`{config.GENERATE_FN}({row['prompt']!r})` failed {phase} fine-tuning: "
-                           f"{row[f'{phase}_error'][:300]}", details)
+                           f"`{config.GENERATE_FN}({row['prompt']!r})` failed after fine-tuning: "
+                           f"{row['after_error'][:300]}", details)
 
     if finetune.status == "timeout":
         return CheckResult(CHECK_ID, "skipped", 0.0, points,
                            "Not compared: fine-tuning did not finish (see the fine-tuning check), so there is no "
                            "fine-tuned model to compare with.", details)
-    if data.get("before") is None or finetune.details.get("changed_tensors") == 0:
+    if not finetune.details.get("changed_tensors"):
         return CheckResult(CHECK_ID, "skipped", 0.0, points,
                            "Not compared: fine-tuning did not change the model's weights (see the fine-tuning "
                            "check), so the replies after fine-tuning are the replies before it.", details)
@@ -76,25 +77,24 @@ def grade(context: CheckContext, finetune: CheckResult) -> CheckResult:
                        "fine-tuned model and return only the newly generated text.", details)
 
 
-def _rows(data: dict, response: str) -> list[dict]:
+def _rows(data: dict, baseline_replies: dict[str, str], response: str) -> list[dict]:
+    """One row per prompt: the untuned model's reply (the grader's baseline) and the submission's reply after."""
     prompts = data["prompts"]
     after = data["after"]
-    before = data.get("before") or [None] * len(prompts)
+    before = [baseline_replies.get(prompt) for prompt in prompts]
     after_scores = chrf([entry.get("reply") or "" for entry in after], response)
-    before_scores = chrf([(entry or {}).get("reply") or "" for entry in before], response)
+    before_scores = chrf([reply or "" for reply in before], response)
     rows = []
     for position, prompt in enumerate(prompts):
-        before_entry = before[position] or {}
         after_entry = after[position]
         rows.append({
             "prompt": prompt,
             "trained": position == 0,
-            "before": before_entry.get("reply"),
-            "before_error": before_entry.get("error"),
+            "before": before[position],
             "before_chrf": before_scores[position],
             "after": after_entry.get("reply"),
             "after_error": after_entry.get("error"),
             "after_chrf": after_scores[position],
-            "changed": before_entry.get("reply") != after_entry.get("reply") if before[position] else False,
+            "changed": before[position] != after_entry.get("reply"),
         })
     return rows

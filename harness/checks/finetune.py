@@ -61,12 +61,17 @@ class LossMeter:
 
     @property
     def base_loss(self) -> float:
+        """The pair's loss under the original weights: the cached baseline's, or measured here when unset."""
         if self._base_loss is None:
             from transformers import AutoModelForCausalLM
 
             model = AutoModelForCausalLM.from_pretrained(self.model_dir)
             self._base_loss = self.loss(model)
         return self._base_loss
+
+    @base_loss.setter
+    def base_loss(self, value: float) -> None:
+        self._base_loss = value
 
     def loss(self, model) -> float:
         import torch
@@ -78,7 +83,6 @@ class LossMeter:
 
     def load_exported(self, folder: Path):
         """Build the graded architecture from the exported config and load the exported safetensors into it."""
-        from safetensors.torch import load_model
         from transformers import AutoConfig, AutoModelForCausalLM
 
         try:
@@ -94,11 +98,17 @@ class LossMeter:
                                f"the graded model {self.base_config['vocab_size']}")
 
         model_config = AutoConfig.from_pretrained(self.model_dir, vocab_size=vocab)
-        model = AutoModelForCausalLM.from_config(model_config)
+        # from_pretrained skips the random initialisation that from_config spends seconds on; every tensor must
+        # then come from the file, which the loading info tells.
         try:
-            load_model(model, str(folder / "model.safetensors"), strict=True)
+            model, info = AutoModelForCausalLM.from_pretrained(folder, config=model_config, output_loading_info=True)
         except (OSError, RuntimeError, ValueError) as error:
             raise WeightsError(f"the exported weights do not fit the graded model ({str(error)[:300]})") from None
+        problems = {kind: sorted(map(str, info.get(kind) or []))[:5]
+                    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")}
+        problems = {kind: names for kind, names in problems.items() if names}
+        if problems:
+            raise WeightsError(f"the exported weights do not fit the graded model ({problems})")
         return model
 
     def changed_tensors(self, model) -> int:

@@ -240,17 +240,6 @@ def weights_changed(model, base: dict) -> bool:
     return False
 
 
-def load_base_into(model, base: dict) -> None:
-    import torch
-
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name in base:
-                current, original = overlap(tensor, base[name])
-                if current is not None:
-                    current.copy_(original.to(device=current.device, dtype=current.dtype))
-
-
 def export_weights(model, folder: Path) -> None:
     """Write the model's weights (safetensors) and config (JSON) for the grader to load; never a pickle."""
     from safetensors.torch import save_model
@@ -309,23 +298,15 @@ def ask(context: ProbeContext, generate: Callable, prompt: str) -> dict:
 
 
 def probe_chatbot(context: ProbeContext) -> dict:
-    import torch
+    """Ask the submission's chatbot every rubric prompt after fine-tuning.
 
+    The replies before fine-tuning are the grader's cached baseline, the same for every submission.
+    """
     generate = context.namespace.get(config.GENERATE_FN)
     if not callable(generate):
         return {"defined": False}
     prompts = context.job["probe"]["chat_prompts"]
-    data: dict[str, Any] = {"defined": True, "prompts": prompts, "before": None}
-
-    if context.model is not None and context.weights_changed:
-        tuned = {name: tensor.detach().clone() for name, tensor in context.model.state_dict().items()}
-        load_base_into(context.model, context.base())
-        data["before"] = [ask(context, generate, prompt) for prompt in prompts]
-        with torch.no_grad():
-            for name, tensor in context.model.state_dict().items():
-                tensor.copy_(tuned[name])
-        del tuned
-
+    data: dict[str, Any] = {"defined": True, "prompts": prompts}
     data["after"] = [ask(context, generate, prompt) for prompt in prompts]
     context.after_replies = dict(zip(prompts, data["after"]))
     return data
