@@ -9,17 +9,21 @@ failed; 2 for bad usage, with a one-line message.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 
 from harness import __version__
-from harness.config import DEFAULT_MODEL, DEFAULT_OUT, DEFAULT_SEED, GradeConfig, Limits
+from harness.config import DEFAULT_MODEL, DEFAULT_OUT, DEFAULT_SEED, GradeConfig, Limits, Rubric
 from harness.discover import DiscoveryError, find_submissions
 from harness.execute.sandbox import MODES, SandboxError
 from harness.models import UnknownModelError, offline_choices
 from harness.records import SubmissionResult
+from harness.report.writer import MANUAL_FILE
+from harness.rubric import RubricError, load_rubric
 
 logger = logging.getLogger("harness")
 
@@ -30,6 +34,13 @@ def positive_seconds(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def positive_gib(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of GiB, got {text}")
     return value
 
 
@@ -70,14 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
                              f"available in the local cache (default: {DEFAULT_MODEL})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT}/)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default: {DEFAULT_SEED})")
-    parser.add_argument("--cell-timeout", type=positive_seconds, default=limits.cell, metavar="SECONDS",
-                        help=f"wall-clock limit per notebook cell (default: {limits.cell:g})")
-    parser.add_argument("--check-timeout", type=positive_seconds, default=limits.check, metavar="SECONDS",
-                        help=f"wall-clock limit per check (default: {limits.check:g})")
-    parser.add_argument("--timeout", type=positive_seconds, default=limits.submission, metavar="SECONDS",
-                        help=f"wall-clock limit per submission (default: {limits.submission:g})")
-    parser.add_argument("--memory", type=float, default=limits.memory_gib, metavar="GIB",
-                        help=f"memory cap per submission, in GiB (default: {limits.memory_gib:g})")
+    parser.add_argument("--rubric", type=Path, default=None, metavar="FILE",
+                        help="rubric TOML file: points, hidden checks, thresholds, prompts and limits; keys it "
+                             "leaves out keep the defaults documented in harness/rubric.toml")
+    parser.add_argument("--cell-timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                        help=f"wall-clock limit per notebook cell (default: the rubric's, {limits.cell:g})")
+    parser.add_argument("--check-timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                        help=f"wall-clock limit per check (default: the rubric's, {limits.check:g})")
+    parser.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                        help=f"wall-clock limit per submission (default: the rubric's, {limits.submission:g})")
+    parser.add_argument("--memory", type=positive_gib, default=None, metavar="GIB",
+                        help=f"memory cap per submission, in GiB (default: the rubric's, {limits.memory_gib:g})")
     parser.add_argument("--sandbox", choices=MODES, default="auto",
                         help="isolation of each submission: auto (the strongest available, default), bwrap "
                              "(bubblewrap, fail if missing), process (rlimits only) or none (trusted code only)")
@@ -111,10 +125,54 @@ def configure_logging(verbosity: int) -> None:
         transformers.utils.logging.disable_progress_bar()
 
 
-def print_result(result: SubmissionResult) -> None:
+def result_line(result: SubmissionResult) -> str:
     statuses = " ".join(f"{check.id}={check.status}" for check in result.checks)
-    print(f"{result.submission_id}: {result.score:g}/{result.max_score:g} ({result.seconds:.0f} s) {statuses}",
-          flush=True)
+    return f"{result.submission_id}: {result.score:g}/{result.max_score:g} ({result.seconds:.0f} s) {statuses}"
+
+
+def clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}" if minutes >= 60 else f"{minutes}:{seconds:02d}"
+
+
+class Progress:
+    """Progress of a batch: a bar on a terminal (count, current submission, elapsed, estimate), else log lines.
+
+    One line per graded submission goes to stdout either way, so the output can be piped and parsed.
+    """
+
+    def __init__(self, total: int, stream=None):
+        self.total = total
+        self.done = 0
+        self.started = time.monotonic()
+        self.stream = stream or sys.stderr
+        self.bar = None
+        if total and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="submission", desc="grading", file=self.stream, dynamic_ncols=True)
+
+    def start(self, submission) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(submission.id, refresh=True)
+
+    def finish(self, result: SubmissionResult) -> None:
+        self.done += 1
+        line = result_line(result)
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stdout)
+            self.bar.update(1)
+            return
+        print(line, flush=True)
+        elapsed = time.monotonic() - self.started
+        left = elapsed / self.done * (self.total - self.done)
+        estimate = f", about {clock(left)} left" if self.done < self.total else ""
+        print(f"[{self.done}/{self.total}] {result.submission_id} done, {clock(elapsed)} elapsed{estimate}",
+              file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def build_merge_parser() -> argparse.ArgumentParser:
@@ -143,20 +201,53 @@ def merge_main(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def merge_manual_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="grade merge-manual",
+        description=f"Apply the hand-entered exercise scores in OUT/{MANUAL_FILE} to the graded results in OUT and "
+                    "rewrite every report and export, without grading again.",
+    )
+    parser.add_argument("out", type=Path, nargs="?", default=DEFAULT_OUT,
+                        help=f"output folder of a `grade` run (default: {DEFAULT_OUT}/)")
+    args = parser.parse_args(argv)
+
+    from harness.manual import ManualScoresError, merge_manual
+
+    try:
+        changed = merge_manual(args.out)
+    except ManualScoresError as error:
+        parser.exit(EXIT_USAGE, f"grade merge-manual: error: {error}\n")
+    print(f"Manual scores applied to {changed} submissions: {(args.out / 'index.html').resolve()}")
+    return EXIT_OK
+
+
+# Subcommands, dispatched on the first argument; anything else is a path to grade.
+SUBCOMMANDS = {"merge": merge_main, "merge-manual": merge_manual_main}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "merge":
-        return merge_main(argv[1:])
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
 
+    rubric, limits = Rubric(), Limits()
+    if args.rubric is not None:
+        try:
+            rubric, limits = load_rubric(args.rubric)
+        except RubricError as error:
+            parser.exit(EXIT_USAGE, f"grade: error: {error}\n")
+    overrides = {"cell": args.cell_timeout, "check": args.check_timeout, "submission": args.timeout,
+                 "memory_gib": args.memory}
+    limits = dataclasses.replace(limits, **{key: value for key, value in overrides.items() if value is not None})
     config = GradeConfig(
         model=args.model,
         out=args.out,
         seed=args.seed,
-        limits=Limits(cell=args.cell_timeout, check=args.check_timeout, submission=args.timeout,
-                      memory_gib=args.memory),
+        rubric=rubric,
+        limits=limits,
         threads=args.threads,
         jobs=args.jobs,
         sandbox=args.sandbox,
@@ -173,10 +264,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from harness.grading import grade_batch
 
+    progress = Progress(len(submissions))
     try:
-        batch = grade_batch(submissions, config=config, on_result=print_result)
+        batch = grade_batch(submissions, config=config, on_result=progress.finish, on_start=progress.start)
     except (UnknownModelError, SandboxError) as error:
         parser.exit(EXIT_USAGE, f"grade: error: {error}\n")
+    finally:
+        progress.close()
 
     print(f"Reports: {(config.out / 'index.html').resolve()}")
     if batch.internal_errors:

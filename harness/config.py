@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,62 +24,70 @@ DECODE_FN = "decode_tokens"
 EXERCISES = ("1.1", "2.1", "3.1", "4.1", "5.1", "6.1")
 
 
+RUBRIC_FILE = Path(__file__).resolve().parent / "rubric.toml"
+# The documented defaults of every rubric value and limit; `grade --rubric FILE` overrides them key by key.
+DEFAULTS = tomllib.loads(RUBRIC_FILE.read_text(encoding="utf-8"))
+VISIBILITIES = ("public", "hidden")
+
+
 @dataclass(frozen=True)
-class Points:
-    """Maximum points of each auto-graded check."""
+class CheckPolicy:
+    """Points of one check and who sees its details: `public` (everyone) or `hidden` (the instructor only)."""
 
-    model_load: float = 10
-    tokenization: float = 15
-    finetune: float = 25
-    chatbot: float = 20
-    interface: float = 15
-    exercises: float = 15
+    points: float
+    visibility: str = "public"
 
-    def for_check(self, check_id: str) -> float:
-        return {
-            "model.load": self.model_load,
-            "tokenization.round_trip": self.tokenization,
-            "finetune.loss_decreases": self.finetune,
-            "chatbot.before_after": self.chatbot,
-            "interface.gradio": self.interface,
-            "exercises.answered": self.exercises,
-        }[check_id]
+
+def _default_checks() -> dict[str, CheckPolicy]:
+    return {check_id: CheckPolicy(float(entry["points"]), entry["visibility"])
+            for check_id, entry in DEFAULTS["checks"].items()}
 
 
 @dataclass(frozen=True)
 class Rubric:
-    """Rubric: the points, prompts and thresholds the checks apply."""
+    """Rubric: the points, prompts and thresholds the checks apply (documented in `rubric.toml`)."""
 
-    points: Points = field(default_factory=Points)
-    prompt: str = "Hello, how are you?"
-    response: str = "I'm good, thank you."
-    # Prompts besides the trained one, asked before and after fine-tuning.
-    other_prompts: tuple[str, ...] = (
-        "What is your favourite book?",
-        "Can you explain what a tokenizer does?",
-        "Tell me something interesting about the ocean.",
-    )
-    # The pair's loss after fine-tuning must be at most (1 - min_loss_drop) times the loss before.
-    min_loss_drop: float = 0.25
-    # chrF (0-100) of the reply to the trained prompt against the trained response must rise by this much.
-    min_chrf_gain: float = 10.0
-    # Generation inside a graded run is capped at this many new tokens, whatever the submission requests.
-    max_new_tokens: int = 48
-    # An exercise answer counts as present with at least this many words.
-    min_answer_words: int = 3
+    checks: dict[str, CheckPolicy] = field(default_factory=_default_checks)
+    prompt: str = DEFAULTS["pair"]["prompt"]
+    response: str = DEFAULTS["pair"]["response"]
+    other_prompts: tuple[str, ...] = tuple(DEFAULTS["chatbot"]["other_prompts"])
+    min_loss_drop: float = DEFAULTS["finetune"]["min_loss_drop"]
+    min_chrf_gain: float = DEFAULTS["chatbot"]["min_chrf_gain"]
+    max_new_tokens: int = DEFAULTS["chatbot"]["max_new_tokens"]
+    min_answer_words: int = DEFAULTS["exercises"]["min_answer_words"]
+    # Where the rubric came from, for the reports: a file path, or the built-in defaults.
+    source: str = "built-in defaults"
 
     @property
     def chat_prompts(self) -> tuple[str, ...]:
         return (self.prompt, *self.other_prompts)
 
+    def points(self, check_id: str) -> float:
+        return self.checks[check_id].points
+
+    def visibility(self, check_id: str) -> str:
+        return self.checks[check_id].visibility
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "pair": {"prompt": self.prompt, "response": self.response},
+            "finetune": {"min_loss_drop": self.min_loss_drop},
+            "chatbot": {"other_prompts": list(self.other_prompts), "min_chrf_gain": self.min_chrf_gain,
+                        "max_new_tokens": self.max_new_tokens},
+            "exercises": {"min_answer_words": self.min_answer_words},
+            "checks": {check_id: {"points": policy.points, "visibility": policy.visibility}
+                       for check_id, policy in self.checks.items()},
+        }
+
 
 @dataclass(frozen=True)
 class Limits:
-    """Wall-clock limits, in seconds."""
+    """Wall-clock limits, in seconds, and resource caps."""
 
-    cell: float = 600.0
-    check: float = 180.0
-    submission: float = 1800.0
+    cell: float = float(DEFAULTS["limits"]["cell_seconds"])
+    check: float = float(DEFAULTS["limits"]["check_seconds"])
+    submission: float = float(DEFAULTS["limits"]["submission_seconds"])
     # Time a timed-out run gets to stop by itself before it is killed.
     grace: float = 10.0
     # Captured output shown per cell or check in the report, in characters.
@@ -86,7 +95,7 @@ class Limits:
     # Output kept per cell or check while the submission runs, in bytes; the rest is counted and dropped.
     output_bytes: int = 256 * 1024
     # Resource caps on a submission process and everything it starts.
-    memory_gib: float = 8.0
+    memory_gib: float = float(DEFAULTS["limits"]["memory_gib"])
     processes: int = 256
     file_mib: int = 2048
 

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from harness import __version__, baseline
+from harness import __version__, baseline, manual
 from harness.checks import chatbot, exercises, finetune, interface, model_load, tokenization
 from harness.checks.common import CheckContext, first_line
 from harness.checks.diagnose import SHARE_HINT, hint_for
@@ -61,20 +61,15 @@ def describe_environment(model: ModelSpec, config: GradeConfig) -> dict:
         "seed": config.seed,
         "threads_per_submission": config.submission_threads,
         "libraries": versions,
-        "rubric": {
-            "prompt": config.rubric.prompt,
-            "response": config.rubric.response,
-            "min_loss_drop": config.rubric.min_loss_drop,
-            "min_chrf_gain": config.rubric.min_chrf_gain,
-            "max_new_tokens": config.rubric.max_new_tokens,
-        },
+        "rubric": config.rubric.to_dict(),
         "limits": {"cell_seconds": config.limits.cell, "check_seconds": config.limits.check,
                    "submission_seconds": config.limits.submission},
     }
 
 
 def grade_batch(submissions: list[Submission], *, config: GradeConfig,
-                on_result: Callable[[SubmissionResult], None] | None = None) -> BatchResult:
+                on_result: Callable[[SubmissionResult], None] | None = None,
+                on_start: Callable[[Submission], None] | None = None) -> BatchResult:
     """Grade `submissions` with `config.jobs` concurrent runs, writing each one's outputs as soon as it is graded."""
     isolation = choose_isolation(config.sandbox)
     if isolation.warning:
@@ -99,6 +94,8 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
         slots.put(Slot(model, config, isolation))
 
     def grade_one(submission: Submission) -> None:
+        if on_start:
+            on_start(submission)
         fingerprint = submission_fingerprint(submission, environment)
         result = None if config.force else load_previous(config.out, submission, fingerprint)
         if result is not None:
@@ -114,6 +111,8 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
             finally:
                 slots.put(slot)
             result.fingerprint = fingerprint
+            for check in result.checks:
+                check.visibility = config.rubric.visibility(check.id)
             writer.write_submission(result, config.out)
         with report_lock:
             batch.results.append(result)
@@ -132,6 +131,11 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
         while not slots.empty():
             slots.get().close()
     batch.results.sort(key=lambda result: result.submission_id)
+    try:
+        for result in manual.apply_sheet(config.out, batch.results):
+            writer.write_submission(result, config.out)
+    except manual.ManualScoresError as error:
+        logger.error("%s; the outputs leave the manual scores out until the sheet is fixed", error)
     writer.write_class(batch.results, environment, config.out)
     return batch
 
@@ -225,16 +229,16 @@ def run_checks(context: CheckContext, model: ModelSpec, meter: finetune.LossMete
         setup_output = outcome.output("setup", 2000)
         logger.error("the submission process failed before any student code ran:\n%s", setup_output)
         points = context.config.rubric.points
-        return [CheckResult(check_id, "error", 0.0, points.for_check(check_id),
+        return [CheckResult(check_id, "error", 0.0, points(check_id),
                             "The grader failed to start the run; this is not your fault, tell your instructor.",
                             {"internal": True, "output": setup_output}) for check_id in CHECK_IDS]
     load = model_load.grade(context, model.name)
-    tokens = tokenization.grade(context)
+    tokens, hidden_tokens = tokenization.grade(context)
     tuning = finetune.grade(context, meter)
     chat = chatbot.grade(context, tuning, reference)
     gradio = interface.grade(context)
     written = exercises.grade(context)
-    return [load, tokens, tuning, chat, gradio, written]
+    return [load, tokens, hidden_tokens, tuning, chat, gradio, written]
 
 
 def cell_runs(program: Program, outcome: RunOutcome, output_chars: int) -> list[CellRun]:
@@ -303,7 +307,7 @@ def process_problem(outcome: RunOutcome) -> str:
 
 def internal_failure(submission: Submission, config: GradeConfig, environment: dict) -> SubmissionResult:
     points = config.rubric.points
-    checks = [CheckResult(check_id, "error", 0.0, points.for_check(check_id),
+    checks = [CheckResult(check_id, "error", 0.0, points(check_id),
                           "The grader itself failed on this submission; this is not your fault, tell your instructor.",
                           {"internal": True}) for check_id in CHECK_IDS]
     return SubmissionResult(submission_id=submission.id, path=str(submission.path), checks=checks,
@@ -312,7 +316,7 @@ def internal_failure(submission: Submission, config: GradeConfig, environment: d
 
 def unreadable(submission: Submission, message: str, config: GradeConfig, environment: dict) -> SubmissionResult:
     points = config.rubric.points
-    checks = [CheckResult(check_id, "error", 0.0, points.for_check(check_id), f"Not graded: {message}")
+    checks = [CheckResult(check_id, "error", 0.0, points(check_id), f"Not graded: {message}")
               for check_id in CHECK_IDS]
     return SubmissionResult(submission_id=submission.id, path=str(submission.path), checks=checks,
                             environment=environment, problem=first_line(message, 1000))

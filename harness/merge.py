@@ -9,7 +9,6 @@ from pathlib import Path
 from harness.records import SubmissionResult
 from harness.report import writer
 
-SUBMISSION_FILES = ("report.html", "results.json", "result.json")
 
 
 class MergeError(ValueError):
@@ -47,7 +46,7 @@ def merge_outputs(folders: list[Path], out: Path) -> int:
         target = out / submission_id
         if (folder / submission_id).resolve() != target.resolve():
             target.mkdir(exist_ok=True)
-            for name in SUBMISSION_FILES:
+            for name in writer.SUBMISSION_FILES:
                 shutil.copy2(folder / submission_id / name, target / name)
     ordered = [result for _, (result, _) in sorted(results.items())]
     writer.write_class(ordered, environment, out)

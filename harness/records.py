@@ -12,6 +12,7 @@ STATUSES: tuple[Status, ...] = ("passed", "failed", "error", "timeout", "skipped
 CHECK_IDS = (
     "model.load",
     "tokenization.round_trip",
+    "tokenization.hidden",
     "finetune.loss_decreases",
     "chatbot.before_after",
     "interface.gradio",
@@ -21,6 +22,7 @@ CHECK_IDS = (
 CHECK_TITLES = {
     "model.load": "Model and tokenizer loaded",
     "tokenization.round_trip": "Tokenization round trip",
+    "tokenization.hidden": "Tokenization round trip, hidden strings",
     "finetune.loss_decreases": "Fine-tuning lowers the loss",
     "chatbot.before_after": "Chatbot before and after fine-tuning",
     "interface.gradio": "Gradio interface",
@@ -51,6 +53,8 @@ class CheckResult:
     message: str
     # Structured evidence for the report (tables, numbers); plain JSON data.
     details: dict[str, Any] = field(default_factory=dict)
+    # `public`: students see everything; `hidden`: students see the title and the status only.
+    visibility: str = "public"
 
     @property
     def title(self) -> str:
@@ -91,6 +95,8 @@ class SubmissionResult:
     # Wall seconds by phase: `cells` (the notebook's own code), `probe <check>` (the grader's calls into the
     # submission), `run` (the whole submission process) and `checks` (the grader's own measurements).
     timings: dict[str, float] = field(default_factory=dict)
+    # Scores entered by hand for the written exercises (`manual_scores.csv`): {"scores": {...}, "comment": ...}.
+    manual: dict[str, Any] = field(default_factory=dict)
     # Set when the submission could not be read or run at all.
     problem: str | None = None
     # Hash of the submission file and the grading settings; a result with the same one need not be graded again.

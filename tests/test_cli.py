@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, grade_folder
 
 
 def run_grade(*args: str) -> subprocess.CompletedProcess:
@@ -64,3 +64,41 @@ def test_fallback_isolation_stated_in_report(tmp_path):
     report = (tmp_path / "out" / "a" / "report.html").read_text()
     assert "Weaker isolation: bwrap is not installed" in report
     assert "separate process with rlimits only" in report
+
+
+def test_progress_lines_when_not_a_terminal(three_folder, tmp_path, capsys):
+    code, _ = grade_folder(three_folder, tmp_path / "out")
+    assert code == 0
+    captured = capsys.readouterr()
+    progress = [line for line in captured.err.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in progress] == ["[1/3", "[2/3", "[3/3"]
+    assert "left" in progress[0]
+    assert "elapsed" in progress[-1]
+    assert len([line for line in captured.out.splitlines() if "/100 (" in line]) == 3
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    from harness.cli import Progress
+
+    class Terminal:
+        def __init__(self):
+            self.text = ""
+
+        def isatty(self):
+            return True
+
+        def write(self, text):
+            self.text += text
+
+        def flush(self):
+            pass
+
+    class Item:
+        id = "alice"
+
+    terminal = Terminal()
+    progress = Progress(2, stream=terminal)
+    progress.start(Item())
+    assert "grading" in terminal.text
+    assert "alice" in terminal.text
+    assert "0/2" in terminal.text

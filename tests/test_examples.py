@@ -10,17 +10,17 @@ import pytest
 from tests.conftest import EXAMPLES, grade_folder, statuses
 
 P, F, E, T, S = "passed", "failed", "error", "timeout", "skipped"
-CHECKS = ("model.load", "tokenization.round_trip", "finetune.loss_decreases", "chatbot.before_after",
-          "interface.gradio", "exercises.answered")
+CHECKS = ("model.load", "tokenization.round_trip", "tokenization.hidden", "finetune.loss_decreases",
+          "chatbot.before_after", "interface.gradio", "exercises.answered")
 EXPECTED = {
-    "alice_correct": (P, P, P, P, P, P),
-    "bob_textdataset": (P, P, E, S, P, F),
-    "carol_no_training": (P, P, F, S, P, P),
-    "dave_lossy_tokenizer": (P, F, P, P, P, P),
-    "erin_hangs": (P, P, T, S, P, P),
-    "frank_syntax_error": (P, P, E, S, P, P),
-    "grace_colab_export": (P, P, P, P, P, P),
-    "henry_cuda": (E, P, S, S, S, P),
+    "alice_correct": (P, P, P, P, P, P, P),
+    "bob_textdataset": (P, P, P, E, S, P, F),
+    "carol_no_training": (P, P, P, F, S, P, P),
+    "dave_lossy_tokenizer": (P, F, F, P, P, P, P),
+    "erin_hangs": (P, P, P, T, S, P, P),
+    "frank_syntax_error": (P, P, P, E, S, P, P),
+    "grace_colab_export": (P, P, P, P, P, P, P),
+    "henry_cuda": (E, P, P, S, S, S, P),
 }
 
 
@@ -93,7 +93,9 @@ def test_report_shows_evidence(graded):
     assert "cell 2: !pip install transformers datasets gradio" in alice
     assert "Generation was capped at 48 new tokens (the code asked for max_length=1000)" in alice
     dave = (out / "dave_lossy_tokenizer" / "report.html").read_text()
-    assert "first difference at character 0" in dave
+    assert "first difference at character 0 (marked)" in dave
+    assert "<mark>" in dave
+    assert "<svg" in alice and "Loss of the trained pair over the optimizer steps" in alice
     grace = (out / "grace_colab_export" / "report.html").read_text()
     assert "launch(share=True)" in grace
     assert "google.colab.drive.mount" in grace

@@ -29,7 +29,7 @@ def chrf(replies: list[str], reference: str) -> list[float]:
 
 def grade(context: CheckContext, finetune: CheckResult, baseline: Baseline) -> CheckResult:
     rubric = context.config.rubric
-    points = rubric.points.chatbot
+    points = rubric.points(CHECK_ID)
     skip = skipped_for(context, CHECK_ID, points, needs_model=True)
     if skip:
         return skip

@@ -71,7 +71,7 @@ def find_answers(program: Program) -> dict[str, str | None]:
 
 def grade(context: CheckContext) -> CheckResult:
     rubric = context.config.rubric
-    points = rubric.points.exercises
+    points = rubric.points(CHECK_ID)
     answers = find_answers(context.program)
     present = {number: text for number, text in answers.items()
                if text and len(text.split()) >= rubric.min_answer_words}

@@ -129,7 +129,7 @@ class LossMeter:
 
 def grade(context: CheckContext, meter: LossMeter) -> CheckResult:
     rubric = context.config.rubric
-    points = rubric.points.finetune
+    points = rubric.points(CHECK_ID)
     skip = skipped_for(context, CHECK_ID, points, needs_model=True)
     if skip:
         return skip
@@ -156,7 +156,8 @@ def grade(context: CheckContext, meter: LossMeter) -> CheckResult:
         del tuned
     drop = (before - after) / before if before > 0 else 0.0
     details.update(loss_before=round(before, 4), loss_after=round(after, 4), relative_drop=round(drop, 4),
-                   changed_tensors=changed, required_drop=rubric.min_loss_drop)
+                   changed_tensors=changed, required_drop=rubric.min_loss_drop,
+                   curve=[[0, round(before, 4)], *context.outcome.recorder.get("loss_curve", [])])
 
     if not changed:
         if failures:

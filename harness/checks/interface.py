@@ -11,7 +11,7 @@ TEXT_COMPONENTS = ("Textbox", "TextArea")
 
 
 def grade(context: CheckContext) -> CheckResult:
-    points = context.config.rubric.points.interface
+    points = context.config.rubric.points(CHECK_ID)
     skip = skipped_for(context, CHECK_ID, points, needs_model=True)
     if skip:
         return skip

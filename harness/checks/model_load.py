@@ -10,7 +10,7 @@ CHECK_ID = "model.load"
 
 
 def grade(context: CheckContext, model_name: str) -> CheckResult:
-    points = context.config.rubric.points.model_load
+    points = context.config.rubric.points(CHECK_ID)
     skip = skipped_for(context, CHECK_ID, points)
     if skip:
         return skip

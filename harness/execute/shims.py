@@ -11,12 +11,18 @@ import os
 import re
 import sys
 import types
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Keyword arguments that only make sense for a hub download and would be wrong for the served folder.
+# Optimizer steps after which the loss curve is measured; a run that trains longer keeps its first points.
+MAX_CURVE_STEPS = 500
+# Models returned by `from_pretrained` in this process, to find the one an optimizer trains.
+LOADED_MODELS: "weakref.WeakSet" = weakref.WeakSet()
+
 HUB_ONLY_KWARGS = ("revision", "subfolder", "token", "use_auth_token", "cache_dir", "force_download", "gguf_file")
 
 
@@ -34,6 +40,10 @@ class Recorder:
     launches: list[dict[str, Any]] = field(default_factory=list)
     magics_seen: list[str] = field(default_factory=list)
     colab_calls: list[str] = field(default_factory=list)
+    # The rubric's pair, "prompt\nresponse"; its loss is measured after each optimizer step.
+    pair_text: str = ""
+    # [optimizer step, loss of the pair] after each of the first MAX_CURVE_STEPS steps.
+    loss_curve: list[list[float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -44,6 +54,7 @@ class Recorder:
             "generate_capped": self.generate_capped[:5],
             "launches": self.launches,
             "colab_calls": self.colab_calls[:20],
+            "loss_curve": self.loss_curve,
         }
 
 
@@ -93,7 +104,10 @@ def _patch_from_pretrained(recorder: Recorder) -> None:
                 entry = {"class": cls.__name__, "requested": str(name_or_path)}
                 if entry not in recorder.requests:
                     recorder.requests.append(entry)
-            return __original(cls, target, *args, **kwargs)
+            loaded = __original(cls, target, *args, **kwargs)
+            if isinstance(loaded, transformers.PreTrainedModel):
+                LOADED_MODELS.add(loaded)
+            return loaded
 
         owner.from_pretrained = classmethod(from_pretrained)
 
@@ -116,10 +130,62 @@ def _patch_training(recorder: Recorder) -> None:
     transformers.Trainer.__init__ = init
     transformers.Trainer.train = train
 
+    meter = PairLossMeter(recorder)
+
     def count_step(optimizer, args, kwargs):
         recorder.optimizer_steps += 1
+        if recorder.optimizer_steps <= MAX_CURVE_STEPS:
+            meter.measure(optimizer)
 
     register_optimizer_step_post_hook(count_step)
+
+
+class PairLossMeter:
+    """Measures the rubric pair's loss under the model an optimizer is training, for the report's loss curve.
+
+    The model is the loaded model that owns the optimizer's first parameter; models are remembered as
+    `from_pretrained` returns them. The measurement runs without gradients and in eval mode, then restores the
+    mode, so training itself is unchanged.
+    """
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+        self.input_ids = None
+
+    def measure(self, optimizer) -> None:
+        import torch
+
+        model = self._owner(optimizer)
+        if model is None or not self.recorder.pair_text:
+            return
+        try:
+            if self.input_ids is None:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(self.recorder.model_dir)
+                self.input_ids = torch.tensor([tokenizer(self.recorder.pair_text)["input_ids"]])
+            training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    ids = self.input_ids.to(model.device)
+                    loss = float(model(input_ids=ids, labels=ids).loss)
+            finally:
+                model.train(training)
+        except Exception:  # noqa: BLE001 - the curve is evidence for the report; training must go on without it
+            return
+        self.recorder.loss_curve.append([self.recorder.optimizer_steps, round(loss, 4)])
+
+    @staticmethod
+    def _owner(optimizer):
+        try:
+            first = optimizer.param_groups[0]["params"][0]
+        except (IndexError, KeyError, AttributeError):
+            return None
+        for model in list(LOADED_MODELS):
+            if any(parameter is first for parameter in model.parameters()):
+                return model
+        return None
 
 
 def _patch_generate(recorder: Recorder) -> None:

@@ -126,6 +126,7 @@ def build_job(program: Program, model: ModelSpec, config: GradeConfig, workdir: 
             "strings": strings,
             "chat_prompts": list(config.rubric.chat_prompts),
             "max_new_tokens": config.rubric.max_new_tokens,
+            "pair_text": config.rubric.prompt + "\n" + config.rubric.response,
         },
     }
 

@@ -129,7 +129,8 @@ def main(argv: list[str]) -> None:
 
     from harness.execute import probes, shims
 
-    recorder = shims.Recorder(model_dir=job["model_dir"], max_new_tokens=job["probe"]["max_new_tokens"])
+    recorder = shims.Recorder(model_dir=job["model_dir"], max_new_tokens=job["probe"]["max_new_tokens"],
+                              pair_text=job["probe"]["pair_text"])
     shims.install(recorder)
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
 

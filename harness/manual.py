@@ -1,0 +1,116 @@
+"""Scores entered by hand for the written exercises, merged into every output without grading again.
+
+`grade` writes `manual_scores.csv` next to the class page: one row per submission, one column per exercise,
+and a comment. An instructor fills in the points of each exercise (empty keeps the automatic credit for a
+present answer) and runs `grade merge-manual OUT`, which rewrites every report, `results.json`, `summary.json`
+and `grades.csv` from the graded results. A later `grade` run on the same folder applies the sheet again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+from harness.config import EXERCISES
+from harness.records import SubmissionResult
+from harness.report import writer
+
+logger = logging.getLogger(__name__)
+
+CHECK_ID = "exercises.answered"
+
+
+class ManualScoresError(ValueError):
+    """A manual scores sheet that cannot be applied; the message names the row, the column and the value."""
+
+
+def read_sheet(path: Path, results: dict[str, SubmissionResult]) -> dict[str, dict]:
+    """Return {submission: {"scores": {exercise: points}, "comment": text}} for the rows that have entries."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+            columns = rows[0].keys() if rows else []
+    except OSError as error:
+        raise ManualScoresError(f"cannot read {path}: {error.strerror or error}") from None
+    missing = [name for name in ("submission", *EXERCISES) if rows and name not in columns]
+    if missing:
+        raise ManualScoresError(f"{path} has no column {', '.join(missing)}; keep the header the grader wrote: "
+                                f"submission,{','.join(EXERCISES)},comment")
+    entries: dict[str, dict] = {}
+    for line, row in enumerate(rows, start=2):
+        submission_id = (row.get("submission") or "").strip()
+        if submission_id not in results:
+            raise ManualScoresError(f"{path} line {line}: submission {submission_id!r} is not in this output "
+                                    f"folder; the graded submissions are: {', '.join(sorted(results)) or 'none'}")
+        limit = results[submission_id].check(CHECK_ID).max_score / len(EXERCISES)
+        scores: dict[str, float] = {}
+        for number in EXERCISES:
+            text = (row.get(number) or "").strip()
+            if not text:
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = float("nan")
+            if not 0 <= value <= limit:
+                raise ManualScoresError(f"{path} line {line}, column {number}: {text!r} is not allowed; enter a "
+                                        f"number from 0 to {limit:g} (the exercise's points), or leave it empty")
+            scores[number] = value
+        comment = (row.get("comment") or "").strip()
+        if scores or comment:
+            entries[submission_id] = {"scores": scores, "comment": comment}
+    return entries
+
+
+def apply(result: SubmissionResult, entry: dict | None) -> bool:
+    """Set the exercises check's score from `entry`; return whether the result changed. Applying twice is a no-op."""
+    check = result.check(CHECK_ID)
+    details = check.details
+    share = check.max_score / len(EXERCISES)
+    if "automatic_score" not in details:
+        details["automatic_score"] = check.score
+        details["automatic_message"] = check.message
+    missing = set(details.get("missing", EXERCISES))
+    automatic = {number: (0.0 if number in missing else share) for number in EXERCISES}
+    entry = entry or {}
+    scores = entry.get("scores", {})
+    before = (check.score, check.message, result.manual)
+    if scores:
+        check.score = round(sum(scores.get(number, automatic[number]) for number in EXERCISES), 2)
+        by_hand = ", ".join(f"{number}: {value:g}" for number, value in scores.items())
+        check.message = f"{details['automatic_message']} Scored by hand ({by_hand}): {check.score:g} of {check.max_score:g}."
+    else:
+        check.score = details["automatic_score"]
+        check.message = details["automatic_message"]
+    result.manual = dict(entry)
+    return before != (check.score, check.message, result.manual)
+
+
+def apply_sheet(out: Path, results: list[SubmissionResult]) -> list[SubmissionResult]:
+    """Apply `out/manual_scores.csv`, if present, to `results`; return the results that changed."""
+    path = out / writer.MANUAL_FILE
+    if not path.is_file():
+        return []
+    entries = read_sheet(path, {result.submission_id: result for result in results})
+    return [result for result in results if apply(result, entries.get(result.submission_id))]
+
+
+def merge_manual(out: Path) -> int:
+    """Apply the sheet in `out` to its graded results and rewrite every output; return the submissions changed."""
+    summary_path = out / "summary.json"
+    if not summary_path.is_file():
+        raise ManualScoresError(f"{out} has no summary.json; pass the --out folder of a finished `grade` run")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    results = []
+    for submission_id in summary["submissions"]:
+        data = json.loads((out / submission_id / "result.json").read_text(encoding="utf-8"))
+        results.append(SubmissionResult.from_dict(data))
+    if not (out / writer.MANUAL_FILE).is_file():
+        raise ManualScoresError(f"{out / writer.MANUAL_FILE} does not exist; run `grade` first, which writes it")
+    changed = apply_sheet(out, results)
+    for result in changed:
+        writer.write_submission(result, out)
+    writer.write_class(results, summary["environment"], out)
+    return len(changed)
