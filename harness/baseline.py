@@ -110,7 +110,7 @@ def reply(model, tokenizer, prompt: str, decoding: Decoding) -> str:
     import torch
 
     text = prompt.strip() + ((tokenizer.eos_token or "") if decoding.append_eos else "")
-    prompt_ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    prompt_ids = tokenizer(text, return_tensors="pt")["input_ids"].to(model.device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.no_grad():
         output = model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=decoding.do_sample,

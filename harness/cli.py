@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 from harness import __version__
 from harness.config import DEFAULT_MODEL, DEFAULT_OUT, DEFAULT_SEED, GradeConfig, Limits, Rubric
+from harness.device import DEVICES, DeviceError, resolve_device
 from harness.discover import DiscoveryError, find_submissions
 from harness.execute.sandbox import MODES, SandboxError
 from harness.models import UnknownModelError, offline_choices
@@ -28,6 +31,7 @@ from harness.rubric import RubricError, load_rubric
 logger = logging.getLogger("harness")
 
 EXIT_OK, EXIT_HARNESS_FAILED, EXIT_USAGE = 0, 1, 2
+SELF_CHECK_OUT = Path("self-check")
 
 
 def positive_seconds(text: str) -> float:
@@ -69,17 +73,19 @@ def select_shard(submissions: list, shard: tuple[int, int] | None) -> list:
     return sorted(submissions, key=lambda submission: submission.id)[index - 1::count]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "grade", description: str | None = None, out: Path = DEFAULT_OUT,
+                 path_help: str = "a folder of submissions (files, or one subfolder each) or one file"
+                 ) -> argparse.ArgumentParser:
     limits = Limits()
     parser = argparse.ArgumentParser(
-        prog="grade",
-        description="Grade lab submissions (.ipynb or .py) offline and write HTML reports and exports.",
+        prog=prog,
+        description=description or "Grade lab submissions (.ipynb or .py) offline and write HTML reports and exports.",
     )
-    parser.add_argument("path", type=Path, help="a folder of submissions (files, or one subfolder each) or one file")
+    parser.add_argument("path", type=Path, help=path_help)
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"model every submission is graded with: {offline_choices()}, or a hub id "
                              f"available in the local cache (default: {DEFAULT_MODEL})")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT}/)")
+    parser.add_argument("--out", type=Path, default=out, help=f"output folder (default: {out}/)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default: {DEFAULT_SEED})")
     parser.add_argument("--rubric", type=Path, default=None, metavar="FILE",
                         help="rubric TOML file: points, hidden checks, thresholds, prompts and limits; keys it "
@@ -97,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(bubblewrap, fail if missing), process (rlimits only) or none (trusted code only)")
     parser.add_argument("--force", action="store_true",
                         help="grade again submissions whose results are already in the output folder")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where the grader and the submissions compute: auto (CUDA when torch sees a GPU, "
+                             "default), cpu or cuda; on a GPU, --jobs is lowered to what its free memory holds")
     parser.add_argument("--recompute-baseline", action="store_true",
                         help="compute the untuned model's loss and replies again instead of reading them from the "
                              "cache (they are recomputed anyway when the model, rubric or decoding changes)")
@@ -221,28 +230,23 @@ def merge_manual_main(argv: list[str]) -> int:
     return EXIT_OK
 
 
-# Subcommands, dispatched on the first argument; anything else is a path to grade.
-SUBCOMMANDS = {"merge": merge_main, "merge-manual": merge_manual_main}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in SUBCOMMANDS:
-        return SUBCOMMANDS[argv[0]](argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging(args.verbose)
-
+def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, **changes) -> GradeConfig:
+    """The grading settings the options ask for, over the rubric file's; exits with a usage error if invalid."""
     rubric, limits = Rubric(), Limits()
     if args.rubric is not None:
         try:
             rubric, limits = load_rubric(args.rubric)
         except RubricError as error:
-            parser.exit(EXIT_USAGE, f"grade: error: {error}\n")
+            parser.exit(EXIT_USAGE, f"{parser.prog}: error: {error}\n")
     overrides = {"cell": args.cell_timeout, "check": args.check_timeout, "submission": args.timeout,
                  "memory_gib": args.memory}
     limits = dataclasses.replace(limits, **{key: value for key, value in overrides.items() if value is not None})
-    config = GradeConfig(
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {error}\n")
+    return GradeConfig(
+        device=device,
         model=args.model,
         out=args.out,
         seed=args.seed,
@@ -253,7 +257,97 @@ def main(argv: list[str] | None = None) -> int:
         sandbox=args.sandbox,
         force=args.force,
         refresh_baseline=args.recompute_baseline,
+    ).replace(**changes)
+
+
+def check_main(argv: list[str]) -> int:
+    """`grade check FILE`: the student's self-check, with the instructor's engine and isolation."""
+    parser = build_parser(
+        prog="grade check",
+        description="Check your own lab before you hand it in: runs the public checks on one notebook or script "
+                    "with the grader's engine and isolation, prints what to fix, and writes your report. Exits 0 "
+                    "when every public check passes, 1 when one does not, 2 on a usage or grader error.",
+        out=SELF_CHECK_OUT, path_help="your notebook (.ipynb) or script (.py)")
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    if not args.path.is_file():
+        parser.exit(EXIT_USAGE, f"grade check: error: {args.path} is not a file; pass your notebook (.ipynb) or "
+                                "script (.py), for example: grade check lab.ipynb\n")
+    config = config_from_args(parser, args, force=True, public_only=True, jobs=1)
+    try:
+        submissions, _ = find_submissions(args.path)
+    except DiscoveryError as error:
+        parser.exit(EXIT_USAGE, f"grade check: error: {error}\n")
+
+    from harness.grading import grade_batch
+    from harness.report.writer import student_copy
+
+    print(f"Checking {args.path} with {config.model} (this takes a minute or two)...", flush=True)
+    try:
+        batch = grade_batch(submissions, config=config)
+    except (UnknownModelError, SandboxError) as error:
+        parser.exit(EXIT_USAGE, f"grade check: error: {error}\n")
+    result = student_copy(batch.results[0])
+    public = [check for check in result.checks if check.visibility == "public"]
+    width = max(len(check.id) for check in public)
+    for check in public:
+        mark = "ok  " if check.status == "passed" else "FIX "
+        print(f"{mark} {check.id:<{width}}  {check.status:<8} {check.score:g}/{check.max_score:g}")
+        if check.status != "passed":
+            print(textwrap.fill(check.message, width=100, initial_indent="       next: ", subsequent_indent="       "))
+    if result.problem:
+        print(f"Problem: {result.problem}")
+    passed = sum(check.status == "passed" for check in public)
+    print(f"{passed} of {len(public)} public checks passed in {result.seconds:.0f} s. Your report: "
+          f"{(config.out / result.submission_id / 'student.html').resolve()}")
+    if batch.internal_errors:
+        print("The grader itself failed on a check (not your fault); tell your instructor.", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK if passed == len(public) else 1
+
+
+def gradescope_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="grade gradescope-bundle",
+        description="Write the Gradescope autograder zip: setup.sh, run_autograder, the rubric and this grader's "
+                    "source. Upload it as a programming assignment's autograder.",
     )
+    parser.add_argument("--out", default="autograder.zip",
+                        help="zip file to write, or a folder (an existing one, or a name ending in /) to write "
+                             "autograder.zip into (default: autograder.zip)")
+    parser.add_argument("--rubric", type=Path, default=None, metavar="FILE", help="rubric TOML file to grade with")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model to grade with (default: {DEFAULT_MODEL})")
+    parser.add_argument("grade_args", nargs=argparse.REMAINDER,
+                        help="further grade options after --, for example: -- --cell-timeout 300")
+    args = parser.parse_args(argv)
+
+    from harness.gradescope import BundleError, build_bundle
+
+    extra = args.grade_args[1:] if args.grade_args[:1] == ["--"] else args.grade_args
+    target = Path(args.out)
+    if args.out.endswith(("/", os.sep)):
+        target.mkdir(parents=True, exist_ok=True)
+    try:
+        path = build_bundle(target, args.rubric, args.model, grade_args=extra)
+    except BundleError as error:
+        parser.exit(EXIT_USAGE, f"grade gradescope-bundle: error: {error}\n")
+    print(f"Autograder bundle: {path.resolve()}")
+    return EXIT_OK
+
+
+# Subcommands, dispatched on the first argument; anything else is a path to grade.
+SUBCOMMANDS = {"check": check_main, "merge": merge_main, "merge-manual": merge_manual_main,
+               "gradescope-bundle": gradescope_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    config = config_from_args(parser, args)
     try:
         submissions, warnings = find_submissions(args.path)
     except DiscoveryError as error:

@@ -118,6 +118,10 @@ class GradeConfig:
     force: bool = False
     # Compute the untuned model's baseline again instead of reading it from the cache.
     refresh_baseline: bool = False
+    # `cpu` or `cuda`, resolved from --device before grading starts.
+    device: str = "cpu"
+    # The student's self-check: hidden checks neither run nor reach the submission's process.
+    public_only: bool = False
 
     @property
     def submission_threads(self) -> int:

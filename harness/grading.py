@@ -21,6 +21,7 @@ from harness.checks import chatbot, exercises, finetune, interface, model_load, 
 from harness.checks.common import CheckContext, first_line
 from harness.checks.diagnose import SHARE_HINT, hint_for
 from harness.config import GradeConfig
+from harness.device import fit_jobs_to_gpu
 from harness.execute.sandbox import choose_isolation
 from harness.execute.slots import Slot
 from harness.execute.supervisor import RunOutcome, run_program
@@ -44,8 +45,6 @@ class BatchResult:
 
 
 def describe_environment(model: ModelSpec, config: GradeConfig) -> dict:
-    import torch
-
     versions = {}
     for library in LIBRARIES:
         try:
@@ -56,7 +55,7 @@ def describe_environment(model: ModelSpec, config: GradeConfig) -> dict:
         "harness": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device": config.device,
         "model": model.to_dict(),
         "seed": config.seed,
         "threads_per_submission": config.submission_threads,
@@ -79,13 +78,15 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
     environment["isolation"] = isolation.to_dict()
     logger.info("grading %d submissions with %s (seed %d, %d jobs)", len(submissions), model.description,
                 config.seed, config.jobs)
-    meter = finetune.LossMeter(model.path, config.rubric.prompt, config.rubric.response)
+    meter = finetune.LossMeter(model.path, config.rubric.prompt, config.rubric.response, config.device)
     reference = baseline.load_or_compute(model, config.rubric, meter.loss, refresh=config.refresh_baseline)
     meter.base_loss = reference.loss
     environment["baseline"] = {"key": reference.key, "loss": round(reference.loss, 4)}
     logger.info("loss of the trained pair under the original weights: %.4f", meter.base_loss)
     chatbot.chrf_metric()
 
+    if config.device == "cuda":
+        config = config.replace(jobs=fit_jobs_to_gpu(config.jobs, model.path))
     batch = BatchResult(environment=environment)
     config.out.mkdir(parents=True, exist_ok=True)
     report_lock = threading.Lock()
@@ -179,7 +180,8 @@ def grade_submission(submission: Submission, *, model: ModelSpec, meter: finetun
 
     outcome = None
     try:
-        outcome = run_program(program, model, config, slot, [text for _, text in tokenization.HARD_STRINGS])
+        strings = tokenization.PUBLIC_STRINGS if config.public_only else tokenization.HARD_STRINGS
+        outcome = run_program(program, model, config, slot, [text for _, text in strings])
         cells = cell_runs(program, outcome, config.limits.output_chars)
         context = CheckContext(config=config, program=program, outcome=outcome, cells=cells)
         checking = time.monotonic()
@@ -238,7 +240,10 @@ def run_checks(context: CheckContext, model: ModelSpec, meter: finetune.LossMete
     chat = chatbot.grade(context, tuning, reference)
     gradio = interface.grade(context)
     written = exercises.grade(context)
-    return [load, tokens, hidden_tokens, tuning, chat, gradio, written]
+    checks = [load, tokens, hidden_tokens, tuning, chat, gradio, written]
+    if context.config.public_only:
+        checks = [check for check in checks if context.config.rubric.visibility(check.id) == "public"]
+    return checks
 
 
 def cell_runs(program: Program, outcome: RunOutcome, output_chars: int) -> list[CellRun]:

@@ -114,6 +114,9 @@ class SubmissionResult:
     def percent(self) -> float:
         return round(100 * self.score / self.max_score, 1) if self.max_score else 0.0
 
+    def get_check(self, check_id: str) -> CheckResult | None:
+        return next((check for check in self.checks if check.id == check_id), None)
+
     def check(self, check_id: str) -> CheckResult:
         for check in self.checks:
             if check.id == check_id:

@@ -38,12 +38,13 @@ class LossMeter:
     model's own tokenizer. The loss is the mean cross-entropy per predicted token, in nats.
     """
 
-    def __init__(self, model_dir: Path, prompt: str, response: str):
+    def __init__(self, model_dir: Path, prompt: str, response: str, device: str = "cpu"):
         import torch
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoTokenizer
 
         self.model_dir = model_dir
+        self.device = device
         self.text = prompt + "\n" + response
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.input_ids = torch.tensor([tokenizer(self.text)["input_ids"]])
@@ -78,8 +79,10 @@ class LossMeter:
 
         model.eval()
         model.float()
+        model.to(self.device)
+        ids = self.input_ids.to(self.device)
         with torch.no_grad():
-            return float(model(input_ids=self.input_ids, labels=self.input_ids).loss)
+            return float(model(input_ids=ids, labels=ids).loss)
 
     def load_exported(self, folder: Path):
         """Build the graded architecture from the exported config and load the exported safetensors into it."""

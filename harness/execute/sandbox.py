@@ -224,7 +224,7 @@ def python_roots() -> list[Path]:
 
 
 def bwrap_command(*, readable: list[Path], writable: list[Path], workdir: Path, argv: list[str],
-                  env: dict[str, str]) -> list[str]:
+                  env: dict[str, str], devices: list[Path] = ()) -> list[str]:
     """Return the bwrap command that runs `argv` with only `readable` (read-only) and `writable` visible."""
     command = [
         shutil.which("bwrap") or "bwrap",
@@ -252,6 +252,8 @@ def bwrap_command(*, readable: list[Path], writable: list[Path], workdir: Path, 
         command += ["--ro-bind", str(path), str(path)]
     for path in writable:
         command += ["--bind", str(path), str(path)]
+    for path in devices:
+        command += ["--dev-bind", str(path), str(path)]
     # The sandbox's own root (a tmpfs holding the mount points) becomes read-only; the binds keep their modes.
     command += ["--remount-ro", "/"]
     for key, value in env.items():

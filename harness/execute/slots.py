@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from harness.config import GradeConfig
+from harness.device import device_nodes
 from harness.execute.sandbox import Cgroup, Isolation, ResourceLimits, apply_rlimits, bwrap_command, die_with_parent, python_roots
 from harness.models import ModelSpec
 
@@ -100,11 +101,16 @@ class Slot:
             scratch.append(Path("/tmp"))
             env["GRADER_PID_NAMESPACE"] = "1"
         env["GRADER_SCRATCH"] = os.pathsep.join(str(path) for path in scratch)
+        if self.config.device == "cpu":
+            # Graded on the CPU, a submission sees no GPU even on a machine that has one.
+            env["CUDA_VISIBLE_DEVICES"] = ""
 
         argv = [sys.executable, "-u", "-m", "harness.execute.zygote"]
         if self.isolation.mode == "bwrap":
             readable = [*python_roots(), HARNESS_PACKAGE, Path(self.model.path).resolve()]
-            argv = bwrap_command(readable=readable, writable=[self.folder], workdir=self.folder, argv=argv, env=env)
+            devices = device_nodes() if self.config.device == "cuda" else []
+            argv = bwrap_command(readable=readable, writable=[self.folder], workdir=self.folder, argv=argv, env=env,
+                                 devices=devices)
         if self.isolation.cgroups and self.isolation.mode != "none":
             self.cgroup = Cgroup(self.limits)
 

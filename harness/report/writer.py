@@ -217,15 +217,22 @@ def _csv(rows: list[list[Any]]) -> str:
     return buffer.getvalue()
 
 
+def check_ids_of(results: list[SubmissionResult]) -> list[str]:
+    """The checks that ran on any of `results`, in the usual order (a self-check runs only the public ones)."""
+    present = {check.id for result in results for check in result.checks}
+    return [check_id for check_id in CHECK_IDS if check_id in present]
+
+
 def grades_csv(results: list[SubmissionResult]) -> str:
-    header = ["submission", "status", *[f"{check_id} ({kind})" for check_id in CHECK_IDS for kind in ("status", "score")],
+    check_ids = check_ids_of(results)
+    header = ["submission", "status", *[f"{check_id} ({kind})" for check_id in check_ids for kind in ("status", "score")],
               "total", "max_score", "percent", "manual comment"]
     rows: list[list[Any]] = [header]
     for result in results:
         row: list[Any] = [result.submission_id, overall_status(result)]
-        for check_id in CHECK_IDS:
-            check = result.check(check_id)
-            row += [check.status, f"{check.score:g}"]
+        for check_id in check_ids:
+            check = result.get_check(check_id)
+            row += [check.status, f"{check.score:g}"] if check else ["not run", ""]
         row += [f"{result.score:g}", f"{result.max_score:g}", f"{result.percent:g}",
                 (result.manual or {}).get("comment", "")]
         rows.append(row)
@@ -236,8 +243,8 @@ def class_analytics(results: list[SubmissionResult]) -> dict[str, Any]:
     """Figures for the class page: score histogram, pass rate per check, common failures, time spent."""
     count = len(results) or 1
     pass_rates = []
-    for check_id in CHECK_IDS:
-        passed = sum(1 for result in results if result.check(check_id).status == "passed")
+    for check_id in check_ids_of(results):
+        passed = sum(1 for result in results if (check := result.get_check(check_id)) and check.status == "passed")
         pass_rates.append({"id": check_id, "title": CHECK_TITLES[check_id], "passed": passed,
                            "percent": round(100 * passed / count, 1)})
     failures: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -280,7 +287,7 @@ def _failure_kind(message: str) -> str:
 def write_class(results: list[SubmissionResult], environment_info: dict, out: Path) -> None:
     ordered = sorted(results, key=lambda result: result.submission_id)
     page = environment().get_template("index.html.j2").render(
-        results=ordered, check_ids=CHECK_IDS, titles=CHECK_TITLES, environment=environment_info,
+        results=ordered, check_ids=check_ids_of(ordered), titles=CHECK_TITLES, environment=environment_info,
         analytics=class_analytics(ordered), status_of=overall_status,
     )
     atomic_write(out / "index.html", page)
