@@ -74,17 +74,22 @@ def select_shard(submissions: list, shard: tuple[int, int] | None) -> list:
 
 
 def build_parser(prog: str = "grade", description: str | None = None, out: Path = DEFAULT_OUT,
-                 path_help: str = "a folder of submissions (files, or one subfolder each) or one file"
-                 ) -> argparse.ArgumentParser:
+                 path_help: str = "a folder of submissions (files, or one subfolder each) or one file",
+                 several_models: bool = False) -> argparse.ArgumentParser:
     limits = Limits()
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description or "Grade lab submissions (.ipynb or .py) offline and write HTML reports and exports.",
     )
     parser.add_argument("path", type=Path, help=path_help)
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"model every submission is graded with: {offline_choices()}, or a hub id "
-                             f"available in the local cache (default: {DEFAULT_MODEL})")
+    if several_models:
+        parser.add_argument("--model", dest="models", action="append", default=None, metavar="MODEL",
+                            help=f"a model to evaluate with, repeatable: {offline_choices()}, or a hub id in the "
+                                 f"local cache; the first one gives the score (default: {DEFAULT_MODEL})")
+    else:
+        parser.add_argument("--model", default=DEFAULT_MODEL,
+                            help=f"model every submission is graded with: {offline_choices()}, or a hub id "
+                                 f"available in the local cache (default: {DEFAULT_MODEL})")
     parser.add_argument("--out", type=Path, default=out, help=f"output folder (default: {out}/)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default: {DEFAULT_SEED})")
     parser.add_argument("--rubric", type=Path, default=None, metavar="FILE",
@@ -247,7 +252,7 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {error}\n")
     return GradeConfig(
         device=device,
-        model=args.model,
+        model=getattr(args, "model", DEFAULT_MODEL),
         out=args.out,
         seed=args.seed,
         rubric=rubric,
@@ -306,6 +311,57 @@ def check_main(argv: list[str]) -> int:
     return EXIT_OK if passed == len(public) else 1
 
 
+def project_main(argv: list[str]) -> int:
+    """`grade project PATH`: grade final projects, with one or more models."""
+    parser = build_parser(
+        prog="grade project",
+        description="Grade final projects: each submission's fine_tune_chatbot and chat_reply run in the sandbox "
+                    "with each --model; the grader measures held-out and general-text perplexity and reply "
+                    "overlap before and after. The first --model gives the score; the others are compared.",
+        out=Path("project-reports"), several_models=True)
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    models = args.models or [DEFAULT_MODEL]
+    if len(set(models)) != len(models):
+        parser.exit(EXIT_USAGE, f"grade project: error: a model is given twice in --model {' '.join(models)}\n")
+    config = config_from_args(parser, args, model=models[0])
+    try:
+        submissions, warnings = find_submissions(args.path)
+    except DiscoveryError as error:
+        parser.exit(EXIT_USAGE, f"grade project: error: {error}\n")
+    for warning in warnings:
+        logger.warning(warning)
+    submissions = select_shard(submissions, args.shard)
+
+    from harness.project.grading import grade_projects
+
+    try:
+        batch = grade_projects(submissions, config=config, models=models,
+                               on_result=lambda result: print(result_line(result), flush=True))
+    except (UnknownModelError, SandboxError) as error:
+        parser.exit(EXIT_USAGE, f"grade project: error: {error}\n")
+    print(f"Reports: {(config.out / 'index.html').resolve()}")
+    return EXIT_HARNESS_FAILED if batch.internal_errors else EXIT_OK
+
+
+def assign_main(argv: list[str]) -> int:
+    from harness.assign import DEFAULT_ASSIGNMENT, DEFAULT_REFERENCE, assign_command
+
+    parser = argparse.ArgumentParser(
+        prog="grade assign",
+        description="Write the student notebook from the reference solution: solutions become stubs that raise "
+                    "NotImplementedError with a hint, answers become placeholders. With --check, exit 1 when the "
+                    "committed notebook differs from a fresh build.",
+    )
+    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
+                        help=f"reference solution with solution markers (default: {DEFAULT_REFERENCE})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_ASSIGNMENT,
+                        help=f"student notebook to write (default: {DEFAULT_ASSIGNMENT})")
+    parser.add_argument("--check", action="store_true", help="compare with the file on disk instead of writing it")
+    args = parser.parse_args(argv)
+    return assign_command(args.reference, args.out, args.check)
+
+
 def gradescope_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="grade gradescope-bundle",
@@ -337,7 +393,7 @@ def gradescope_main(argv: list[str]) -> int:
 
 # Subcommands, dispatched on the first argument; anything else is a path to grade.
 SUBCOMMANDS = {"check": check_main, "merge": merge_main, "merge-manual": merge_manual_main,
-               "gradescope-bundle": gradescope_main}
+               "gradescope-bundle": gradescope_main, "project": project_main, "assign": assign_main}
 
 
 def main(argv: list[str] | None = None) -> int:

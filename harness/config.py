@@ -21,6 +21,11 @@ INTERFACE_VAR = "iface"
 ENCODE_FN = "encode_text"
 DECODE_FN = "decode_tokens"
 
+# Names a final-project submission defines.
+PROJECT_FINE_TUNE_FN = "fine_tune_chatbot"
+PROJECT_CHAT_FN = "chat_reply"
+PROJECT_DATASET_VAR = "PROJECT_DATASET"
+
 EXERCISES = ("1.1", "2.1", "3.1", "4.1", "5.1", "6.1")
 
 
@@ -43,6 +48,27 @@ def _default_checks() -> dict[str, CheckPolicy]:
             for check_id, entry in DEFAULTS["checks"].items()}
 
 
+PROJECT_DEFAULTS = DEFAULTS["project"]
+
+
+@dataclass(frozen=True)
+class ProjectRubric:
+    """Thresholds and points of the final project (the `[project]` table of the rubric)."""
+
+    min_perplexity_drop: float = PROJECT_DEFAULTS["min_perplexity_drop"]
+    max_forgetting: float = PROJECT_DEFAULTS["max_forgetting"]
+    examples: int = PROJECT_DEFAULTS["examples"]
+    max_new_tokens: int = PROJECT_DEFAULTS["max_new_tokens"]
+    discussion_min_words: int = PROJECT_DEFAULTS["discussion_min_words"]
+    points: dict[str, float] = field(default_factory=lambda: {
+        f"project.{name}": float(value) for name, value in PROJECT_DEFAULTS["points"].items()})
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["points"] = {key.removeprefix("project."): value for key, value in self.points.items()}
+        return data
+
+
 @dataclass(frozen=True)
 class Rubric:
     """Rubric: the points, prompts and thresholds the checks apply (documented in `rubric.toml`)."""
@@ -55,6 +81,7 @@ class Rubric:
     min_chrf_gain: float = DEFAULTS["chatbot"]["min_chrf_gain"]
     max_new_tokens: int = DEFAULTS["chatbot"]["max_new_tokens"]
     min_answer_words: int = DEFAULTS["exercises"]["min_answer_words"]
+    project: ProjectRubric = field(default_factory=ProjectRubric)
     # Where the rubric came from, for the reports: a file path, or the built-in defaults.
     source: str = "built-in defaults"
 
@@ -63,9 +90,13 @@ class Rubric:
         return (self.prompt, *self.other_prompts)
 
     def points(self, check_id: str) -> float:
+        if check_id in self.project.points:
+            return self.project.points[check_id]
         return self.checks[check_id].points
 
     def visibility(self, check_id: str) -> str:
+        if check_id in self.project.points:
+            return "public"
         return self.checks[check_id].visibility
 
     def to_dict(self) -> dict:
@@ -78,6 +109,7 @@ class Rubric:
             "exercises": {"min_answer_words": self.min_answer_words},
             "checks": {check_id: {"points": policy.points, "visibility": policy.visibility}
                        for check_id, policy in self.checks.items()},
+            "project": self.project.to_dict(),
         }
 
 

@@ -19,7 +19,21 @@ from harness.report import writer
 
 logger = logging.getLogger(__name__)
 
-CHECK_ID = "exercises.answered"
+# Checks marked by hand, and the sheet's columns for each: one per part, sharing the check's points equally.
+MARKED_BY_HAND = {"exercises.answered": EXERCISES, "project.discussion": ("discussion",)}
+
+
+def marked_check(result: SubmissionResult) -> tuple[str, tuple[str, ...]] | None:
+    """The check of `result` that is marked by hand, with its sheet columns, if it has one."""
+    for check_id, columns in MARKED_BY_HAND.items():
+        if result.get_check(check_id):
+            return check_id, columns
+    return None
+
+
+def sheet_columns(results: list[SubmissionResult]) -> tuple[str, ...]:
+    found = {marked_check(result) for result in results} - {None}
+    return next(iter(found))[1] if found else EXERCISES
 
 
 class ManualScoresError(ValueError):
@@ -34,19 +48,23 @@ def read_sheet(path: Path, results: dict[str, SubmissionResult]) -> dict[str, di
             columns = rows[0].keys() if rows else []
     except OSError as error:
         raise ManualScoresError(f"cannot read {path}: {error.strerror or error}") from None
-    missing = [name for name in ("submission", *EXERCISES) if rows and name not in columns]
+    parts = sheet_columns(list(results.values()))
+    missing = [name for name in ("submission", *parts) if rows and name not in columns]
     if missing:
         raise ManualScoresError(f"{path} has no column {', '.join(missing)}; keep the header the grader wrote: "
-                                f"submission,{','.join(EXERCISES)},comment")
+                                f"submission,{','.join(parts)},comment")
     entries: dict[str, dict] = {}
     for line, row in enumerate(rows, start=2):
         submission_id = (row.get("submission") or "").strip()
         if submission_id not in results:
             raise ManualScoresError(f"{path} line {line}: submission {submission_id!r} is not in this output "
                                     f"folder; the graded submissions are: {', '.join(sorted(results)) or 'none'}")
-        limit = results[submission_id].check(CHECK_ID).max_score / len(EXERCISES)
+        marked = marked_check(results[submission_id])
+        if marked is None:
+            continue
+        limit = results[submission_id].check(marked[0]).max_score / len(parts)
         scores: dict[str, float] = {}
-        for number in EXERCISES:
+        for number in parts:
             text = (row.get(number) or "").strip()
             if not text:
                 continue
@@ -56,7 +74,7 @@ def read_sheet(path: Path, results: dict[str, SubmissionResult]) -> dict[str, di
                 value = float("nan")
             if not 0 <= value <= limit:
                 raise ManualScoresError(f"{path} line {line}, column {number}: {text!r} is not allowed; enter a "
-                                        f"number from 0 to {limit:g} (the exercise's points), or leave it empty")
+                                        f"number from 0 to {limit:g} (the points of {number}), or leave it empty")
             scores[number] = value
         comment = (row.get("comment") or "").strip()
         if scores or comment:
@@ -66,19 +84,23 @@ def read_sheet(path: Path, results: dict[str, SubmissionResult]) -> dict[str, di
 
 def apply(result: SubmissionResult, entry: dict | None) -> bool:
     """Set the exercises check's score from `entry`; return whether the result changed. Applying twice is a no-op."""
-    check = result.check(CHECK_ID)
+    marked = marked_check(result)
+    if marked is None:
+        return False
+    check_id, parts = marked
+    check = result.check(check_id)
     details = check.details
-    share = check.max_score / len(EXERCISES)
+    share = check.max_score / len(parts)
     if "automatic_score" not in details:
         details["automatic_score"] = check.score
         details["automatic_message"] = check.message
-    missing = set(details.get("missing", EXERCISES))
-    automatic = {number: (0.0 if number in missing else share) for number in EXERCISES}
+    missing = set(details.get("missing", parts))
+    automatic = {number: (0.0 if number in missing else share) for number in parts}
     entry = entry or {}
     scores = entry.get("scores", {})
     before = (check.score, check.message, result.manual)
     if scores:
-        check.score = round(sum(scores.get(number, automatic[number]) for number in EXERCISES), 2)
+        check.score = round(sum(scores.get(number, automatic[number]) for number in parts), 2)
         by_hand = ", ".join(f"{number}: {value:g}" for number, value in scores.items())
         check.message = f"{details['automatic_message']} Scored by hand ({by_hand}): {check.score:g} of {check.max_score:g}."
     else:

@@ -19,7 +19,14 @@ CHECK_IDS = (
     "exercises.answered",
 )
 
+# Checks of the final project, graded by `grade project`.
+PROJECT_CHECK_IDS = ("project.chat", "project.improvement", "project.forgetting", "project.discussion")
+
 CHECK_TITLES = {
+    "project.chat": "Chat function uses the model it is given",
+    "project.improvement": "Fine-tuning improves the held-out dialogues",
+    "project.forgetting": "General English is not forgotten",
+    "project.discussion": "Written discussion",
     "model.load": "Model and tokenizer loaded",
     "tokenization.round_trip": "Tokenization round trip",
     "tokenization.hidden": "Tokenization round trip, hidden strings",
@@ -95,6 +102,8 @@ class SubmissionResult:
     # Wall seconds by phase: `cells` (the notebook's own code), `probe <check>` (the grader's calls into the
     # submission), `run` (the whole submission process) and `checks` (the grader's own measurements).
     timings: dict[str, float] = field(default_factory=dict)
+    # Final project only: per-model measurements and sample replies.
+    project: dict[str, Any] = field(default_factory=dict)
     # Scores entered by hand for the written exercises (`manual_scores.csv`): {"scores": {...}, "comment": ...}.
     manual: dict[str, Any] = field(default_factory=dict)
     # Set when the submission could not be read or run at all.

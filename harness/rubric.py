@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.config import DEFAULTS, VISIBILITIES, CheckPolicy, Limits, Rubric
+from harness.config import DEFAULTS, VISIBILITIES, CheckPolicy, Limits, ProjectRubric, Rubric
 
 
 class RubricError(ValueError):
@@ -55,19 +55,27 @@ SCHEMA: dict[str, dict[str, Rule]] = {
                "submission_seconds": number(0, 7 * 86400, low_open=True), "memory_gib": number(0, 4096, low_open=True)},
 }
 CHECK_SCHEMA = {"points": POINTS, "visibility": VISIBILITY}
+PROJECT_SCHEMA = {"min_perplexity_drop": number(0, 1, low_open=True), "max_forgetting": number(0, 100),
+                  "examples": whole(1, 200), "max_new_tokens": whole(1, 256), "discussion_min_words": whole(0, 5000)}
+PROJECT_POINTS = ("chat", "improvement", "forgetting", "discussion")
 
 
 def _merge(path: Path, data: dict) -> dict:
     """Overlay `data` on the defaults, rejecting unknown tables and keys and values a rule does not accept."""
     merged = {table: dict(values) for table, values in DEFAULTS.items() if table != "checks"}
     merged["checks"] = {check_id: dict(entry) for check_id, entry in DEFAULTS["checks"].items()}
+    merged["project"] = {key: value for key, value in DEFAULTS["project"].items() if key != "points"}
+    merged["project"]["points"] = dict(DEFAULTS["project"]["points"])
     for table, values in data.items():
         if table == "checks":
             _merge_checks(path, values, merged["checks"])
             continue
+        if table == "project":
+            _merge_project(path, values, merged["project"])
+            continue
         if table not in SCHEMA:
             raise RubricError(f"{path}: unknown table [{table}]; allowed: "
-                              f"{', '.join(f'[{name}]' for name in [*SCHEMA, 'checks'])}")
+                              f"{', '.join(f'[{name}]' for name in [*SCHEMA, 'checks', 'project'])}")
         if not isinstance(values, dict):
             raise RubricError(f"{path}: {table} = {values!r} must be a table ([{table}])")
         for key, value in values.items():
@@ -99,6 +107,30 @@ def _merge_checks(path: Path, values: Any, checks: dict) -> None:
             checks[check_id][key] = value
 
 
+def _merge_project(path: Path, values: Any, project: dict) -> None:
+    if not isinstance(values, dict):
+        raise RubricError(f"{path}: project = {values!r} must be a table ([project])")
+    for key, value in values.items():
+        if key == "points":
+            if not isinstance(value, dict):
+                raise RubricError(f"{path}: project.points = {value!r} must be a table ([project.points])")
+            for name, points in value.items():
+                if name not in PROJECT_POINTS:
+                    raise RubricError(f"{path}: unknown key {name!r} in [project.points]; allowed: "
+                                      f"{', '.join(PROJECT_POINTS)}")
+                if not POINTS.accepts(points):
+                    raise RubricError(f"{path}: [project.points] {name} = {points!r} is not allowed; it must be "
+                                      f"{POINTS.allowed}")
+                project["points"][name] = points
+            continue
+        rule = PROJECT_SCHEMA.get(key)
+        if rule is None:
+            raise RubricError(f"{path}: unknown key {key!r} in [project]; allowed: {', '.join([*PROJECT_SCHEMA, 'points'])}")
+        if not rule.accepts(value):
+            raise RubricError(f"{path}: [project] {key} = {value!r} is not allowed; it must be {rule.allowed}")
+        project[key] = value
+
+
 def load_rubric(path: Path) -> tuple[Rubric, Limits]:
     """Return the rubric and limits of the TOML file at `path`, each key it leaves out keeping its default."""
     try:
@@ -121,6 +153,14 @@ def load_rubric(path: Path) -> tuple[Rubric, Limits]:
         min_chrf_gain=float(merged["chatbot"]["min_chrf_gain"]),
         max_new_tokens=int(merged["chatbot"]["max_new_tokens"]),
         min_answer_words=int(merged["exercises"]["min_answer_words"]),
+        project=ProjectRubric(
+            min_perplexity_drop=float(merged["project"]["min_perplexity_drop"]),
+            max_forgetting=float(merged["project"]["max_forgetting"]),
+            examples=int(merged["project"]["examples"]),
+            max_new_tokens=int(merged["project"]["max_new_tokens"]),
+            discussion_min_words=int(merged["project"]["discussion_min_words"]),
+            points={f"project.{name}": float(value) for name, value in merged["project"]["points"].items()},
+        ),
         source=f"{path.name} (sha256 {digest})",
     )
     if sum(policy.points for policy in rubric.checks.values()) <= 0:

@@ -35,6 +35,8 @@ class Cell:
     source: str
     python: str = ""
     magics: list[str] = field(default_factory=list)
+    # Notebook cell tags; the assignment tags each graded part's cells `part:NAME`, which survives moved cells.
+    tags: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -109,7 +111,9 @@ def _notebook_cells(path: Path, text: str) -> list[Cell]:
     cells = []
     for number, cell in enumerate(notebook.cells, start=1):
         if cell.cell_type in ("code", "markdown"):
-            cells.append(Cell(index=number, kind=cell.cell_type, source=cell.source))
+            tags = cell.get("metadata", {}).get("tags", [])
+            cells.append(Cell(index=number, kind=cell.cell_type, source=cell.source,
+                              tags=[tag for tag in tags if isinstance(tag, str)]))
     return cells
 
 

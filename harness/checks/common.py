@@ -37,11 +37,14 @@ class CheckContext:
         return self.outcome.probes.get(check_id, {})
 
     def cells_for(self, check_id: str) -> list[CellRun]:
+        """The code cells of a check's part: tagged `part:NAME` by the assignment, or whose code looks like it."""
         pattern = PART_PATTERNS.get(check_id)
         if pattern is None:
             return []
-        sources = {cell.index: cell.source for cell in self.program.code_cells}
-        return [cell for cell in self.cells if pattern.search(sources.get(cell.index, ""))]
+        tag = f"part:{check_id.split('.')[0]}"
+        code = {cell.index: cell for cell in self.program.code_cells}
+        return [cell for cell in self.cells if cell.index in code
+                and (tag in code[cell.index].tags or pattern.search(code[cell.index].source))]
 
     def failed_cells_for(self, check_id: str) -> list[CellRun]:
         return [cell for cell in self.cells_for(check_id) if cell.status in ("error", "timeout", "exit")]

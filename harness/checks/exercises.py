@@ -40,6 +40,7 @@ def text_stream(program: Program) -> str:
 
 
 def clean(text: str) -> str:
+    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
     text = text.replace("\x00", " ")
     text = re.sub(r"[*_`]+", "", text)
     return re.sub(r"[ \t]+", " ", text).strip()

@@ -110,7 +110,7 @@ class RunOutcome:
 
 
 def build_job(program: Program, model: ModelSpec, config: GradeConfig, workdir: Path, artifacts: Path,
-              strings: list[str], env: dict[str, str]) -> dict[str, Any]:
+              strings: list[str], env: dict[str, str], project: dict | None = None) -> dict[str, Any]:
     limits = config.limits
     return {
         "cells": [{"index": cell.index, "python": cell.python} for cell in program.code_cells],
@@ -127,11 +127,14 @@ def build_job(program: Program, model: ModelSpec, config: GradeConfig, workdir: 
             "chat_prompts": list(config.rubric.chat_prompts),
             "max_new_tokens": config.rubric.max_new_tokens,
             "pair_text": config.rubric.prompt + "\n" + config.rubric.response,
+            # Set for a final-project run: the held-out contexts to ask, and the decoding seed.
+            "project": project,
         },
     }
 
 
-def run_program(program: Program, model: ModelSpec, config: GradeConfig, slot: Slot, strings: list[str]) -> RunOutcome:
+def run_program(program: Program, model: ModelSpec, config: GradeConfig, slot: Slot, strings: list[str],
+                project: dict | None = None) -> RunOutcome:
     """Run `program` as a child of `slot`'s zygote, in a new working folder inside the slot's sandbox."""
     slot.ensure_started()
     job_folder = slot.new_job_folder()
@@ -141,7 +144,7 @@ def run_program(program: Program, model: ModelSpec, config: GradeConfig, slot: S
         os.chmod(folder, 0o777)
     env = base_environment(workdir, config.submission_threads)
     env["HF_HOME"] = str(slot.home / "huggingface")
-    job = build_job(program, model, config, workdir, artifacts, strings, env)
+    job = build_job(program, model, config, workdir, artifacts, strings, env, project)
     job_path = artifacts / "job.json"
     job_path.write_text(json.dumps(job, indent=1), encoding="utf-8")
     events_path = artifacts / "events.jsonl"

@@ -145,7 +145,12 @@ def main(argv: list[str]) -> None:
     events.write("started", pid=os.getpid())
 
     run_cells(job, namespace, events, capture)
-    probes.run_all(job, namespace, recorder, events, capture)
+    if job["probe"].get("project"):
+        from harness.project import probe as project_probe
+
+        project_probe.run_all(job, namespace, events, capture)
+    else:
+        probes.run_all(job, namespace, recorder, events, capture)
 
     events.write("done")
     sys.stdout.flush()

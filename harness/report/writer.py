@@ -23,7 +23,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from harness.config import EXERCISES
-from harness.records import CHECK_IDS, CHECK_TITLES, SubmissionResult
+from harness.records import CHECK_IDS, CHECK_TITLES, PROJECT_CHECK_IDS, SubmissionResult
 from harness.report import plots
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -44,7 +44,8 @@ def environment() -> jinja2.Environment:
     env.filters["points"] = lambda value: f"{value:g}" if float(value).is_integer() else f"{value:.2f}"
     env.filters["visible"] = visible_text
     env.filters["marked"] = marked_difference
-    env.globals.update(word_diff=word_diff, expectation=expectation, loss_plot=loss_plot)
+    env.globals.update(word_diff=word_diff, expectation=expectation, loss_plot=loss_plot, project_plot=project_plot,
+                       metric_titles=METRIC_TITLES)
     return env
 
 
@@ -94,6 +95,7 @@ def word_diff(before: str | None, after: str | None) -> tuple[Markup, Markup]:
 def expectation(check_id: str, rubric: dict) -> str:
     """What passing a check requires, in the rubric's own numbers."""
     pair = rubric.get("pair", {})
+    project = rubric.get("project", {})
     return {
         "model.load": "A causal language model and its tokenizer, loaded as `model` and `tokenizer`.",
         "tokenization.round_trip": "Decoding the encoded text gives back every public test string exactly.",
@@ -105,6 +107,13 @@ def expectation(check_id: str, rubric: dict) -> str:
         "interface.gradio": "`iface` is a Gradio interface that answers a prompt with the chatbot's reply.",
         "exercises.answered": (f"Each of the {len(EXERCISES)} written exercises has an answer of at least "
                                f"{rubric.get('exercises', {}).get('min_answer_words', 0)} words."),
+        "project.chat": "`chat_reply` answers every held-out context, using the model it is given.",
+        "project.improvement": (f"Perplexity on the held-out dialogues falls by at least "
+                                f"{100 * project.get('min_perplexity_drop', 0):.0f}%."),
+        "project.forgetting": (f"Perplexity on the general text rises by at most "
+                               f"{100 * project.get('max_forgetting', 0):.0f}%."),
+        "project.discussion": (f"A discussion of at least {project.get('discussion_min_words', 0)} words, "
+                               "marked by hand."),
     }.get(check_id, "")
 
 
@@ -123,6 +132,38 @@ def loss_plot(details: dict) -> Markup | None:
         x_label="optimizer step", y_label="loss (nats per token)", limit=required,
         limit_label=f"needed: {required:.3f}",
     )
+
+
+METRIC_TITLES = {"chrf": "chrF", "bleu": "BLEU", "rouge": "ROUGE-L"}
+
+
+def project_plot(project: dict) -> Markup | None:
+    """Bars of the graded model's reply overlap metrics, before and after fine-tuning."""
+    row = project["models"].get(project["primary"], {})
+    if not row.get("metrics_before") or not row.get("metrics_after"):
+        return None
+    items = []
+    for name, title in METRIC_TITLES.items():
+        items += [(f"{title} before", row["metrics_before"][name]), (f"{title} after", row["metrics_after"][name])]
+    return plots.bars(items, title=f"Reply overlap before and after fine-tuning ({project['primary']})", unit="")
+
+
+def project_summary(results: list[SubmissionResult]) -> list[dict]:
+    """Per model, the mean of each measurement over the submissions that have it, for the class page."""
+    models: dict[str, dict[str, list[float]]] = {}
+    for result in results:
+        for model_name, row in (result.project or {}).get("models", {}).items():
+            values = models.setdefault(model_name, defaultdict(list))
+            for phase in ("before", "after"):
+                perplexity = row.get(f"perplexity_{phase}") or {}
+                for key in ("held_out", "general"):
+                    if key in perplexity:
+                        values[f"{key}_{phase}"].append(perplexity[key])
+                for name, value in (row.get(f"metrics_{phase}") or {}).items():
+                    values[f"{name}_{phase}"].append(value)
+    return [{"model": name, "count": len(values.get("held_out_before", [])),
+             **{key: round(sum(numbers) / len(numbers), 2) for key, numbers in values.items() if numbers}}
+            for name, values in models.items()]
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -220,7 +261,7 @@ def _csv(rows: list[list[Any]]) -> str:
 def check_ids_of(results: list[SubmissionResult]) -> list[str]:
     """The checks that ran on any of `results`, in the usual order (a self-check runs only the public ones)."""
     present = {check.id for result in results for check in result.checks}
-    return [check_id for check_id in CHECK_IDS if check_id in present]
+    return [check_id for check_id in (*CHECK_IDS, *PROJECT_CHECK_IDS) if check_id in present]
 
 
 def grades_csv(results: list[SubmissionResult]) -> str:
@@ -288,7 +329,7 @@ def write_class(results: list[SubmissionResult], environment_info: dict, out: Pa
     ordered = sorted(results, key=lambda result: result.submission_id)
     page = environment().get_template("index.html.j2").render(
         results=ordered, check_ids=check_ids_of(ordered), titles=CHECK_TITLES, environment=environment_info,
-        analytics=class_analytics(ordered), status_of=overall_status,
+        analytics=class_analytics(ordered), status_of=overall_status, project=project_summary(ordered),
     )
     atomic_write(out / "index.html", page)
     atomic_write(out / "summary.json", json.dumps(summary(ordered, environment_info), indent=2, ensure_ascii=False))
@@ -299,6 +340,9 @@ def write_class(results: list[SubmissionResult], environment_info: dict, out: Pa
 
 def manual_template(results: list[SubmissionResult]) -> str:
     """The sheet an instructor fills in: one row per submission, one column per written exercise."""
-    rows: list[list[Any]] = [["submission", *EXERCISES, "comment"]]
-    rows += [[result.submission_id, *[""] * len(EXERCISES), ""] for result in results]
+    from harness.manual import sheet_columns
+
+    parts = sheet_columns(results)
+    rows: list[list[Any]] = [["submission", *parts, "comment"]]
+    rows += [[result.submission_id, *[""] * len(parts), ""] for result in results]
     return _csv(rows)
