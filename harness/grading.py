@@ -78,21 +78,29 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
     environment["isolation"] = isolation.to_dict()
     logger.info("grading %d submissions with %s (seed %d, %d jobs)", len(submissions), model.description,
                 config.seed, config.jobs)
-    meter = finetune.LossMeter(model.path, config.rubric.prompt, config.rubric.response, config.device)
-    reference = baseline.load_or_compute(model, config.rubric, meter.loss, refresh=config.refresh_baseline)
+    if config.device == "cuda":
+        config = config.replace(jobs=fit_jobs_to_gpu(config.jobs, model.path))
+    # Each slot's worker imports torch, transformers and gradio while the grader loads its baseline.
+    slots: queue.Queue[Slot] = queue.Queue()
+    for _ in range(min(config.jobs, max(len(submissions), 1))):
+        slot = Slot(model, config, isolation)
+        slot.launch()
+        slots.put(slot)
+    try:
+        meter = finetune.LossMeter(model.path, config.rubric.prompt, config.rubric.response, config.device)
+        reference = baseline.load_or_compute(model, config.rubric, meter.loss, refresh=config.refresh_baseline)
+    except BaseException:
+        while not slots.empty():
+            slots.get().close()
+        raise
     meter.base_loss = reference.loss
     environment["baseline"] = {"key": reference.key, "loss": round(reference.loss, 4)}
     logger.info("loss of the trained pair under the original weights: %.4f", meter.base_loss)
     chatbot.chrf_metric()
 
-    if config.device == "cuda":
-        config = config.replace(jobs=fit_jobs_to_gpu(config.jobs, model.path))
     batch = BatchResult(environment=environment)
     config.out.mkdir(parents=True, exist_ok=True)
     report_lock = threading.Lock()
-    slots: queue.Queue[Slot] = queue.Queue()
-    for _ in range(min(config.jobs, max(len(submissions), 1))):
-        slots.put(Slot(model, config, isolation))
 
     def grade_one(submission: Submission) -> None:
         if on_start:

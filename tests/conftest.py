@@ -72,3 +72,11 @@ def three_graded(three_folder, tmp_path_factory) -> Path:
     code, _ = grade_folder(three_folder, out, "--threads", "1", jobs=1)
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def examples_graded(tmp_path_factory) -> tuple[int, dict, Path]:
+    """Every bundled example graded once with tiny-gpt2: (exit code, summary.json, output folder)."""
+    out = tmp_path_factory.mktemp("examples-graded")
+    code, summary = grade_folder(EXAMPLES, out, "--cell-timeout", "20")
+    return code, summary, out

@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from tests.browser import (
     screenshot,
     skip_requested,
 )
-from tests.conftest import EXAMPLES, grade_folder
+from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.skipif(skip_requested(), reason="LAB_GRADER_SKIP_BROWSER=1")
 
@@ -84,16 +83,11 @@ def browser() -> Iterator[BrowserSession]:
 
 
 @pytest.fixture(scope="module")
-def site(browser: BrowserSession, tmp_path_factory) -> GradedSite:
+def site(browser: BrowserSession, examples_graded) -> GradedSite:
+    """The reports of every bundled example, graded once for the whole test session."""
     if browser.problem:
         return GradedSite(browser, None)
-
-    folder = tmp_path_factory.mktemp("browser-submissions")
-    for submission in SUBMISSIONS:
-        shutil.copy(EXAMPLES / f"{submission}.ipynb", folder / f"{submission}.ipynb")
-    out = tmp_path_factory.mktemp("browser-reports")
-
-    code, summary = grade_folder(folder, out, "--cell-timeout", "60")
+    code, summary, out = examples_graded
     assert code == 0, f"grade exited with {code}; summary: {summary}"
     return GradedSite(browser, out)
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import EXAMPLES, grade_folder, statuses
+from tests.conftest import statuses
 
 P, F, E, T, S = "passed", "failed", "error", "timeout", "skipped"
 CHECKS = ("model.load", "tokenization.round_trip", "tokenization.hidden", "finetune.loss_decreases",
@@ -25,10 +25,8 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reports")
-    code, summary = grade_folder(EXAMPLES, out, "--cell-timeout", "20")
-    return code, summary, out
+def graded(examples_graded):
+    return examples_graded
 
 
 def test_batch_exit_code(graded):

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
-import subprocess
+from dataclasses import dataclass
 
 import pytest
 
 from harness.checks.tokenization import HIDDEN_STRINGS
-from tests.conftest import EXAMPLES, ROOT
+from harness.cli import main
+from tests.conftest import EXAMPLES
 
-GRADE = ROOT / ".venv" / "bin" / "grade"
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def self_check(path, out, *extra):
-    return subprocess.run([str(GRADE), "check", str(path), "--model", "tiny-gpt2", "--out", str(out), *extra],
-                          capture_output=True, text=True, timeout=600, cwd=path.parent)
+def self_check(path, out, *extra) -> Run:
+    """Run `grade check PATH` in this process, as the console script does, capturing what it prints."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(["check", str(path), "--model", "tiny-gpt2", "--out", str(out), *extra])
+        except SystemExit as exit:
+            code = exit.code
+    return Run(code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture(scope="module")

@@ -85,10 +85,27 @@ class Slot:
         self.cgroup: Cgroup | None = None
         self._jobs = itertools.count(1)
         self._buffer = b""
+        self._ready = False
+        self._launched = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     def ensure_started(self) -> None:
+        """Start the zygote if it is not running, and wait until it has imported everything."""
+        if self.process is None or self.process.poll() is not None:
+            self.launch()
+        if self._ready:
+            return
+        line = self.read_line(READY_SECONDS)
+        if line != "ready":
+            log_text = (self.folder / "zygote.log").read_text(errors="replace")[-3000:]
+            self.stop()
+            raise SlotError(f"the worker process of slot {self.number} did not start ({line!r}):\n{log_text}")
+        self._ready = True
+        logger.info("slot %d ready in %.1f s (%s)", self.number, time.monotonic() - self._launched, self.isolation.mode)
+
+    def launch(self) -> None:
+        """Start the zygote without waiting for its imports, so they overlap with the grader's own preparation."""
         if self.process is not None and self.process.poll() is None:
             return
         self.stop()
@@ -124,17 +141,12 @@ class Slot:
                 apply_rlimits(limits, address_space=cgroup is None)
 
         log = open(self.folder / "zygote.log", "ab")
-        started = time.monotonic()
+        self._launched = time.monotonic()
+        self._ready = False
         self.process = subprocess.Popen(argv, cwd=self.folder, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=log, start_new_session=True, preexec_fn=prepare)
         log.close()
         self._buffer = b""
-        line = self.read_line(READY_SECONDS)
-        if line != "ready":
-            log_text = (self.folder / "zygote.log").read_text(errors="replace")[-3000:]
-            self.stop()
-            raise SlotError(f"the worker process of slot {self.number} did not start ({line!r}):\n{log_text}")
-        logger.info("slot %d ready in %.1f s (%s)", self.number, time.monotonic() - started, self.isolation.mode)
 
     def stop(self) -> None:
         if self.process is not None:

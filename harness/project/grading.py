@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import queue
 import re
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from harness import config as contract
@@ -45,8 +48,7 @@ def grade_projects(submissions: list[Submission], *, config: GradeConfig, models
     if isolation.warning:
         logger.warning(isolation.warning)
     project = config.rubric.project
-    run_config = config.replace(rubric=dataclasses.replace(config.rubric, max_new_tokens=project.max_new_tokens),
-                                jobs=1)
+    run_config = config.replace(rubric=dataclasses.replace(config.rubric, max_new_tokens=project.max_new_tokens))
     examples = held_out_examples(project.examples)
     specs = [resolve_model(name) for name in models]
     environment = describe_environment(specs[0], config)
@@ -63,29 +65,48 @@ def grade_projects(submissions: list[Submission], *, config: GradeConfig, models
     evaluations: dict[str, dict[str, dict]] = {submission.id: {} for submission in submissions}
     runs: dict[str, tuple[RunOutcome, float]] = {}
 
+    contexts = [example["context"] for example in examples]
     for spec in specs:
-        meter = PerplexityMeter(spec, config.device)
-        base = meter.baseline(refresh=config.refresh_baseline)
-        weights = LossMeter(spec.path, config.rubric.prompt, config.rubric.response, config.device)
-        slot = Slot(spec, run_config, isolation)
+        slots: queue.Queue[Slot] = queue.Queue()
+        for _ in range(min(config.jobs, max(len(submissions), 1))):
+            slot = Slot(spec, run_config, isolation)
+            slot.launch()
+            slots.put(slot)
         try:
-            for submission in submissions:
+            meter = PerplexityMeter(spec, config.device)
+            base = meter.baseline(refresh=config.refresh_baseline)
+            weights = LossMeter(spec.path, config.rubric.prompt, config.rubric.response, config.device)
+            # Loading a returned model for the perplexities keeps a full copy in memory, so one at a time.
+            measuring = threading.Lock()
+
+            def run_one(submission: Submission, spec=spec, meter=meter, base=base, weights=weights,
+                        measuring=measuring) -> None:
                 program = programs[submission.id]
                 if isinstance(program, str):
-                    continue
+                    return
+                slot = slots.get()
                 started = time.monotonic()
-                outcome = run_program(program, spec, run_config, slot, [],
-                                      project={"contexts": [example["context"] for example in examples],
-                                               "seed": config.seed})
                 try:
-                    evaluations[submission.id][spec.name] = evaluate_run(outcome, base, meter, weights, examples)
+                    outcome = run_program(program, spec, run_config, slot, [],
+                                          project={"contexts": contexts, "seed": config.seed})
+                finally:
+                    slots.put(slot)
+                try:
+                    with measuring:
+                        evaluation = evaluate_run(outcome, base, meter, weights, examples)
                 finally:
                     shutil.rmtree(outcome.artifacts.parent, ignore_errors=True)
+                evaluations[submission.id][spec.name] = evaluation
                 if spec is specs[0]:
                     runs[submission.id] = (outcome, time.monotonic() - started)
-                logger.info("%s with %s: %s", submission.id, spec.name, evaluations[submission.id][spec.name]["summary"])
+                logger.info("%s with %s: %s", submission.id, spec.name, evaluation["summary"])
+
+            with ThreadPoolExecutor(max_workers=config.jobs, thread_name_prefix="project") as pool:
+                for future in [pool.submit(run_one, submission) for submission in submissions]:
+                    future.result()
         finally:
-            slot.close()
+            while not slots.empty():
+                slots.get().close()
 
     batch = BatchResult(environment=environment)
     for submission in submissions:
