@@ -114,6 +114,87 @@ def run_naive(folder: Path, model_folder: Path) -> float:
     return round(time.monotonic() - started, 1)
 
 
+# DialoGPT-medium, the lab's model: 24 layers of width 1024 and a 50,257-token vocabulary (its config.json).
+DIALOGPT_MEDIUM_PARAMETERS = 354.8e6
+# The GPU the estimate assumes: an NVIDIA T4, common on CI runners (NVIDIA's data sheet: 8.1 TFLOPS FP32 peak,
+# 320 GB/s memory bandwidth, 16 GB). The utilisations are assumptions for batch-1 work, not measurements.
+GPU = {"name": "NVIDIA T4", "fp32_flops": 8.1e12, "bandwidth": 320e9, "memory_gib": 16,
+       "training_utilisation": 0.3, "bandwidth_utilisation": 0.6}
+# What one lab submission computes: 11 optimizer steps of 128 tokens (the pair repeated 100 times), and about
+# 10 replies of 48 new tokens (the grader's 4, the interface check's 1, and the notebook's own).
+LAB_STEPS, LAB_STEP_TOKENS, LAB_NEW_TOKENS = 11, 128, 10 * 48
+
+
+def measure_step_costs(model_folder: Path) -> dict:
+    """Time training steps (batch 1, 128 tokens) and greedy generation of the default model on this machine."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_folder)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    ids = torch.randint(0, model.config.vocab_size, (1, LAB_STEP_TOKENS))
+    timings = []
+    for step in range(6):
+        started = time.monotonic()
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step:
+            timings.append(time.monotonic() - started)
+    step_seconds = sum(timings) / len(timings)
+    model.eval()
+    prompt = ids[:, :12]
+    with torch.no_grad():
+        model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        started = time.monotonic()
+        model.generate(prompt, max_new_tokens=48, min_new_tokens=48, do_sample=False, pad_token_id=0)
+    token_seconds = (time.monotonic() - started) / 48
+
+    # The tuned weights' way to the grader: the probe writes safetensors, the grader loads them.
+    from safetensors.torch import save_model
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-weights-"))
+    started = time.monotonic()
+    save_model(model, str(folder / "model.safetensors"))
+    model.config.to_json_file(str(folder / "config.json"))
+    AutoModelForCausalLM.from_pretrained(folder)
+    transfer_seconds = time.monotonic() - started
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"parameters": parameters, "step_seconds": round(step_seconds, 3), "token_seconds": round(token_seconds, 4),
+            "cpu_training_flops": round(6 * parameters * LAB_STEP_TOKENS / step_seconds / 1e9, 1),
+            "transfer_seconds": round(transfer_seconds, 2)}
+
+
+def gpu_estimate(costs: dict, overhead_seconds: float, submissions: int = 200) -> dict:
+    """Expected time for `submissions` on DialoGPT-medium on one GPU, from the costs measured here.
+
+    Training time scales with the FLOPs of a step (6 x parameters x tokens) at the assumed utilisation; generation
+    is bound by reading every weight once per token. The grader's own work per submission (the worker's fork,
+    the probes, the Gradio round trip) is the per-submission time measured here on the tiny model, where
+    compute is small, plus the measured transfer of the tuned weights scaled to the model's size. That work runs
+    on the CPU whatever the device.
+    """
+    step = 6 * DIALOGPT_MEDIUM_PARAMETERS * LAB_STEP_TOKENS / (GPU["fp32_flops"] * GPU["training_utilisation"])
+    token = DIALOGPT_MEDIUM_PARAMETERS * 4 / (GPU["bandwidth"] * GPU["bandwidth_utilisation"])
+    compute = LAB_STEPS * step + LAB_NEW_TOKENS * token
+    # Writing and loading the tuned weights grows with the model; the measured time is scaled by parameters.
+    transfer = costs["transfer_seconds"] * DIALOGPT_MEDIUM_PARAMETERS / costs["parameters"]
+    per_submission = compute + overhead_seconds + transfer
+    # Four float32 copies of the weights for Adam training, plus activations and the CUDA context.
+    job_gib = 4 * DIALOGPT_MEDIUM_PARAMETERS * 4 / 2**30 + 1.5
+    jobs = max(1, min(2, int(GPU["memory_gib"] // job_gib)))
+    return {
+        "gpu": GPU, "submissions": submissions, "step_seconds": round(step, 3), "token_seconds": round(token, 4),
+        "compute_seconds_per_submission": round(compute, 1), "overhead_seconds_per_submission": overhead_seconds,
+        "transfer_seconds_per_submission": round(transfer, 1),
+        "jobs": jobs, "minutes_jobs_1": round(submissions * per_submission / 60, 1),
+        "minutes_best": round(submissions * per_submission / jobs / 60, 1),
+        "cpu_step_seconds_scaled": round(costs["step_seconds"] * DIALOGPT_MEDIUM_PARAMETERS / costs["parameters"], 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller classes (5 and 10) and no default-model batch")
@@ -153,6 +234,13 @@ def main() -> None:
             graded = run_grader(make_class(work / f"class{size}", size), "tiny-gpt2", jobs=jobs)
             results["scaling"].append({"size": size, "jobs": jobs, **graded,
                                        "per_minute": round(60 * size / graded["seconds"], 1)})
+
+    print("per-step costs of the default model, and the GPU estimate", flush=True)
+    costs = measure_step_costs(default_folder)
+    one_job = [entry for entry in results["scaling"] if entry["jobs"] == 1]
+    overhead = round(one_job[-1]["seconds"] / one_job[-1]["size"], 2)
+    results["step_costs"] = costs
+    results["gpu_estimate"] = gpu_estimate(costs, overhead)
 
     shutil.rmtree(work, ignore_errors=True)
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
