@@ -51,7 +51,7 @@ class Decoding:
 
 @dataclass
 class Baseline:
-    """What the untuned model does; `cached` tells whether it came from disk."""
+    """What the untuned model does; `cached` is true when it was read from disk."""
 
     key: str
     loss: float
@@ -106,7 +106,7 @@ def baseline_key(model: ModelSpec, rubric: Rubric, decoding: Decoding) -> str:
 
 
 def reply(model, tokenizer, prompt: str, decoding: Decoding) -> str:
-    """The model's reply to `prompt` under `decoding`: the new tokens only, special tokens removed."""
+    """Return the model's reply to `prompt` under `decoding`: the new tokens only, special tokens removed."""
     import torch
 
     text = prompt.strip() + ((tokenizer.eos_token or "") if decoding.append_eos else "")

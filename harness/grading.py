@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import platform
-import queue
 import shutil
 import threading
 import time
@@ -23,7 +22,7 @@ from harness.checks.diagnose import SHARE_HINT, hint_for
 from harness.config import GradeConfig
 from harness.device import fit_jobs_to_gpu
 from harness.execute.sandbox import choose_isolation
-from harness.execute.slots import Slot
+from harness.execute.slots import Slot, close_slots, launch_slots
 from harness.execute.supervisor import RunOutcome, run_program
 from harness.models import ModelSpec, resolve_model
 from harness.records import CHECK_IDS, CellRun, CheckResult, Submission, SubmissionResult
@@ -81,17 +80,12 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
     if config.device == "cuda":
         config = config.replace(jobs=fit_jobs_to_gpu(config.jobs, model.path))
     # Each slot's worker imports torch, transformers and gradio while the grader loads its baseline.
-    slots: queue.Queue[Slot] = queue.Queue()
-    for _ in range(min(config.jobs, max(len(submissions), 1))):
-        slot = Slot(model, config, isolation)
-        slot.launch()
-        slots.put(slot)
+    slots = launch_slots(model, config, isolation, min(config.jobs, max(len(submissions), 1)))
     try:
         meter = finetune.LossMeter(model.path, config.rubric.prompt, config.rubric.response, config.device)
         reference = baseline.load_or_compute(model, config.rubric, meter.loss, refresh=config.refresh_baseline)
     except BaseException:
-        while not slots.empty():
-            slots.get().close()
+        close_slots(slots)
         raise
     meter.base_loss = reference.loss
     environment["baseline"] = {"key": reference.key, "loss": round(reference.loss, 4)}
@@ -137,15 +131,9 @@ def grade_batch(submissions: list[Submission], *, config: GradeConfig,
             for future in [pool.submit(grade_one, submission) for submission in submissions]:
                 future.result()
     finally:
-        while not slots.empty():
-            slots.get().close()
+        close_slots(slots)
     batch.results.sort(key=lambda result: result.submission_id)
-    try:
-        for result in manual.apply_sheet(config.out, batch.results):
-            writer.write_submission(result, config.out)
-    except manual.ManualScoresError as error:
-        logger.error("%s; the outputs leave the manual scores out until the sheet is fixed", error)
-    writer.write_class(batch.results, environment, config.out)
+    manual.finish_batch(batch.results, environment, config.out)
     return batch
 
 

@@ -24,7 +24,7 @@ MARKED_BY_HAND = {"exercises.answered": EXERCISES, "project.discussion": ("discu
 
 
 def marked_check(result: SubmissionResult) -> tuple[str, tuple[str, ...]] | None:
-    """The check of `result` that is marked by hand, with its sheet columns, if it has one."""
+    """Return the check of `result` that is marked by hand and its sheet columns, or None."""
     for check_id, columns in MARKED_BY_HAND.items():
         if result.get_check(check_id):
             return check_id, columns
@@ -40,8 +40,12 @@ class ManualScoresError(ValueError):
     """A manual scores sheet that cannot be applied; the message names the row, the column and the value."""
 
 
-def read_sheet(path: Path, results: dict[str, SubmissionResult]) -> dict[str, dict]:
-    """Return {submission: {"scores": {exercise: points}, "comment": text}} for the rows that have entries."""
+def read_sheet(path: Path, results: dict[str, SubmissionResult], strict: bool = True) -> dict[str, dict]:
+    """Return {submission: {"scores": {exercise: points}, "comment": text}} for the rows that have entries.
+
+    With `strict`, a row for a submission that is not in `results` is an error (a misspelt id); without it, such
+    rows are skipped, as when a run grades only some of the submissions the sheet lists.
+    """
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -56,6 +60,8 @@ def read_sheet(path: Path, results: dict[str, SubmissionResult]) -> dict[str, di
     entries: dict[str, dict] = {}
     for line, row in enumerate(rows, start=2):
         submission_id = (row.get("submission") or "").strip()
+        if submission_id not in results and not strict:
+            continue
         if submission_id not in results:
             raise ManualScoresError(f"{path} line {line}: submission {submission_id!r} is not in this output "
                                     f"folder; the graded submissions are: {', '.join(sorted(results)) or 'none'}")
@@ -83,7 +89,10 @@ def read_sheet(path: Path, results: dict[str, SubmissionResult]) -> dict[str, di
 
 
 def apply(result: SubmissionResult, entry: dict | None) -> bool:
-    """Set the exercises check's score from `entry`; return whether the result changed. Applying twice is a no-op."""
+    """Set the hand-marked check's score from `entry` and return whether the result changed.
+
+    The automatic score is kept in the check's details, so applying the same entry twice changes nothing.
+    """
     marked = marked_check(result)
     if marked is None:
         return False
@@ -110,12 +119,12 @@ def apply(result: SubmissionResult, entry: dict | None) -> bool:
     return before != (check.score, check.message, result.manual)
 
 
-def apply_sheet(out: Path, results: list[SubmissionResult]) -> list[SubmissionResult]:
+def apply_sheet(out: Path, results: list[SubmissionResult], strict: bool = True) -> list[SubmissionResult]:
     """Apply `out/manual_scores.csv`, if present, to `results`; return the results that changed."""
     path = out / writer.MANUAL_FILE
     if not path.is_file():
         return []
-    entries = read_sheet(path, {result.submission_id: result for result in results})
+    entries = read_sheet(path, {result.submission_id: result for result in results}, strict)
     return [result for result in results if apply(result, entries.get(result.submission_id))]
 
 
@@ -131,8 +140,21 @@ def merge_manual(out: Path) -> int:
         results.append(SubmissionResult.from_dict(data))
     if not (out / writer.MANUAL_FILE).is_file():
         raise ManualScoresError(f"{out / writer.MANUAL_FILE} does not exist; run `grade` first, which writes it")
-    changed = apply_sheet(out, results)
+    changed = apply_sheet(out, results, strict=True)
     for result in changed:
         writer.write_submission(result, out)
     writer.write_class(results, summary["environment"], out)
     return len(changed)
+
+
+def finish_batch(results: list[SubmissionResult], environment: dict, out: Path) -> None:
+    """Apply the manual scores sheet to a finished batch, then write the class page, summary and sheets.
+
+    A sheet that cannot be applied is logged and left out, so a typo in it never loses a graded batch.
+    """
+    try:
+        for result in apply_sheet(out, results, strict=False):
+            writer.write_submission(result, out)
+    except ManualScoresError as error:
+        logger.error("%s; the outputs leave the manual scores out until the sheet is fixed", error)
+    writer.write_class(results, environment, out)

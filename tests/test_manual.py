@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from harness.cli import main
+from tests.conftest import grade_folder
 
 SHEET = "manual_scores.csv"
 
@@ -95,3 +96,16 @@ def test_unknown_submission_is_named(graded_copy, capsys):
     with pytest.raises(SystemExit):
         main(["merge-manual", str(graded_copy)])
     assert "submission 'zoe_missing' is not in this output folder" in capsys.readouterr().err
+
+
+def test_grade_run_keeps_the_sheet(three_folder, graded_copy):
+    fill(graded_copy, {"carol_no_training": {"1.1": "1", "comment": "kept"}})
+    with open(graded_copy / SHEET, "a", newline="") as handle:
+        handle.write("zoe_other_batch,2,,,,,,from another run\n")
+    code, summary = grade_folder(three_folder, graded_copy, "--threads", "1", jobs=1)
+    assert code == 0
+    assert summary["submissions"]["carol_no_training"]["manual"]["comment"] == "kept"
+    with open(graded_copy / SHEET, newline="") as handle:
+        rows = {row["submission"]: row for row in csv.DictReader(handle)}
+    assert rows["carol_no_training"]["1.1"] == "1"
+    assert rows["zoe_other_batch"]["comment"] == "from another run"

@@ -74,3 +74,29 @@ def test_not_a_file_is_a_usage_error(tmp_path):
     run = self_check(tmp_path, tmp_path / "out")
     assert run.returncode == 2
     assert "is not a file; pass your notebook (.ipynb) or script (.py)" in run.stderr
+
+
+def test_student_loop_fix_then_pass(tmp_path):
+    """Receive the assignment, fill it in with a mistake, self-check, fix the mistake, self-check again."""
+    import nbformat
+
+    from harness.assign import DEFAULT_ASSIGNMENT
+    from tests.conftest import ROOT
+    from tests.test_assign import fill_in
+
+    lab = fill_in(ROOT / DEFAULT_ASSIGNMENT, tmp_path / "lab.ipynb")
+    notebook = nbformat.read(lab, as_version=4)
+    correct = "skip_special_tokens=True, clean_up_tokenization_spaces=False)"
+    cell = next(cell for cell in notebook.cells if correct in cell.source)
+    cell.source = cell.source.replace(correct, correct + ".strip()")
+    nbformat.write(notebook, lab)
+
+    first = self_check(lab, tmp_path / "self-check")
+    assert first.returncode == 1
+    assert "FIX  tokenization.round_trip" in first.stdout
+
+    cell.source = cell.source.replace(correct + ".strip()", correct)
+    nbformat.write(notebook, lab)
+    second = self_check(lab, tmp_path / "self-check")
+    assert second.returncode == 0, second.stdout
+    assert "6 of 6 public checks passed" in second.stdout

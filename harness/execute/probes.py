@@ -66,6 +66,33 @@ class ProbeContext:
         return self.base_state
 
 
+def run_steps(steps: list[tuple[str, Callable[[], dict], float]], events: EventLog, capture: OutputCapture,
+              stop: Callable[[str, dict], bool] | None = None) -> None:
+    """Run each (name, step, limit) with its own time limit and output, reporting its data as a `probe` event.
+
+    Student errors and timeouts become data. The steps end early when `stop(name, data)` is true.
+    """
+    worker_pid = os.getpid()
+    for name, step, limit in steps:
+        capture.to(f"probe-{name}")
+        events.write("probe_start", check=name, limit=limit)
+        started = time.monotonic()
+        try:
+            data = run_limited(limit, step)
+        except SoftTimeout as error:
+            data = {"outcome": "timeout", "error": str(error), "limit": limit}
+        except StudentError as error:
+            data = {"outcome": "student_error", **error.details}
+        except Exception as error:  # noqa: BLE001 - a bug in the probe itself, reported as such
+            data = {"outcome": "internal_error", **describe_exception(error)}
+        exit_if_forked(worker_pid)
+        data.setdefault("outcome", "ok")
+        data["seconds"] = round(time.monotonic() - started, 3)
+        events.write("probe", check=name, data=data)
+        if stop is not None and stop(name, data):
+            break
+
+
 def run_all(job: dict, namespace: dict, recorder, events: EventLog, capture: OutputCapture) -> None:
     context = ProbeContext(job=job, namespace=namespace, recorder=recorder, artifacts=Path(job["artifacts"]))
     limits = job["limits"]
@@ -76,23 +103,8 @@ def run_all(job: dict, namespace: dict, recorder, events: EventLog, capture: Out
         ("chatbot.before_after", probe_chatbot, limits["check"]),
         ("interface.gradio", probe_interface, limits["check"]),
     ]
-    worker_pid = os.getpid()
-    for check_id, probe, limit in steps:
-        capture.to(f"probe-{check_id}")
-        events.write("probe_start", check=check_id, limit=limit)
-        started = time.monotonic()
-        try:
-            data = run_limited(limit, lambda: probe(context))
-        except SoftTimeout as error:
-            data = {"outcome": "timeout", "error": str(error), "limit": limit}
-        except StudentError as error:
-            data = {"outcome": "student_error", **error.details}
-        except Exception as error:  # noqa: BLE001 - a bug in the probe itself, reported as such
-            data = {"outcome": "internal_error", **describe_exception(error)}
-        exit_if_forked(worker_pid)
-        data.setdefault("outcome", "ok")
-        data["seconds"] = round(time.monotonic() - started, 3)
-        events.write("probe", check=check_id, data=data)
+    run_steps([(check_id, lambda probe=probe: probe(context), limit) for check_id, probe, limit in steps],
+              events, capture)
     events.write("recorder", data=recorder.summary())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import queue
 import select
 import shutil
 import signal
@@ -218,3 +219,18 @@ class Slot:
             self.stop()
             return code if code < 0 else -9
         return None
+
+
+def launch_slots(model: ModelSpec, config: GradeConfig, isolation: Isolation, count: int) -> "queue.Queue[Slot]":
+    """Create `count` slots and start their workers at once; their imports overlap with the caller's work."""
+    slots: queue.Queue[Slot] = queue.Queue()
+    for _ in range(count):
+        slot = Slot(model, config, isolation)
+        slot.launch()
+        slots.put(slot)
+    return slots
+
+
+def close_slots(slots: "queue.Queue[Slot]") -> None:
+    while not slots.empty():
+        slots.get().close()

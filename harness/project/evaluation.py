@@ -93,7 +93,7 @@ class PerplexityMeter:
         return {"held_out": self.perplexity(model, self.held_out), "general": self.perplexity(model, self.general)}
 
     def baseline(self, refresh: bool = False) -> dict[str, float]:
-        """The untuned model's perplexities, cached on disk per model and data."""
+        """Return the untuned model's perplexities, cached on disk per model and data."""
         digest = hashlib.sha256(json.dumps({
             "version": BASELINE_VERSION, "model": model_fingerprint(self.model.path), "held_out": self.held_out,
             "general": self.general, "device": self.device,

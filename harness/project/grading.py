@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import queue
 import re
 import shutil
 import threading
@@ -23,7 +22,7 @@ from harness.checks.common import first_line
 from harness.checks.finetune import LossMeter, WeightsError
 from harness.config import GradeConfig
 from harness.execute.sandbox import choose_isolation
-from harness.execute.slots import Slot
+from harness.execute.slots import close_slots, launch_slots
 from harness.execute.supervisor import RunOutcome, run_program
 from harness.grading import BatchResult, cell_runs, describe_environment, process_problem
 from harness.models import resolve_model
@@ -67,11 +66,7 @@ def grade_projects(submissions: list[Submission], *, config: GradeConfig, models
 
     contexts = [example["context"] for example in examples]
     for spec in specs:
-        slots: queue.Queue[Slot] = queue.Queue()
-        for _ in range(min(config.jobs, max(len(submissions), 1))):
-            slot = Slot(spec, run_config, isolation)
-            slot.launch()
-            slots.put(slot)
+        slots = launch_slots(spec, run_config, isolation, min(config.jobs, max(len(submissions), 1)))
         try:
             meter = PerplexityMeter(spec, config.device)
             base = meter.baseline(refresh=config.refresh_baseline)
@@ -105,8 +100,7 @@ def grade_projects(submissions: list[Submission], *, config: GradeConfig, models
                 for future in [pool.submit(run_one, submission) for submission in submissions]:
                     future.result()
         finally:
-            while not slots.empty():
-                slots.get().close()
+            close_slots(slots)
 
     batch = BatchResult(environment=environment)
     for submission in submissions:
@@ -122,12 +116,7 @@ def grade_projects(submissions: list[Submission], *, config: GradeConfig, models
         if on_result:
             on_result(result)
     batch.results.sort(key=lambda result: result.submission_id)
-    try:
-        for result in manual.apply_sheet(config.out, batch.results):
-            writer.write_submission(result, config.out)
-    except manual.ManualScoresError as error:
-        logger.error("%s; the outputs leave the manual scores out until the sheet is fixed", error)
-    writer.write_class(batch.results, environment, config.out)
+    manual.finish_batch(batch.results, environment, config.out)
     return batch
 
 
@@ -243,6 +232,8 @@ def improvement_check(evaluation: dict, outcome: RunOutcome, config: GradeConfig
     project = config.rubric.project
     probes = evaluation["probes"]
     setup, tuning = probes["project.setup"], probes["project.finetune"]
+
+    # Problems that stop fine-tuning from running or returning a model.
     if setup.get("outcome") not in (None, "ok"):
         return CheckResult(check_id, "error", 0.0, points, f"The grader could not prepare the run: "
                                                            f"{setup.get('error', setup.get('outcome'))}.")
@@ -270,6 +261,8 @@ def improvement_check(evaluation: dict, outcome: RunOutcome, config: GradeConfig
     if evaluation.get("weights_error"):
         return CheckResult(check_id, "error", 0.0, points,
                            f"The grader could not load the returned model: {evaluation['weights_error']}.")
+
+    # A model came back: compare the grader's perplexities before and after.
     before = evaluation["perplexity_before"]["held_out"]
     after = evaluation["perplexity_after"]["held_out"]
     details = {"before": before, "after": after, "required_drop": project.min_perplexity_drop}
@@ -310,7 +303,7 @@ def forgetting_check(evaluation: dict, config: GradeConfig) -> CheckResult:
 
 
 def discussion_check(program: Program, config: GradeConfig) -> CheckResult:
-    """The written discussion: the text after a `Discussion` heading or marker, up to the next heading."""
+    """Find the written discussion: the text after a `Discussion` heading or marker, up to the next heading."""
     check_id = "project.discussion"
     points = config.rubric.points(check_id)
     minimum = config.rubric.project.discussion_min_words

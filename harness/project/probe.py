@@ -1,27 +1,24 @@
 """The final project's probe: runs inside the submission process after its cells, and only gathers data.
 
-It loads a fresh copy of the grading model, asks the submission's chat function the held-out contexts, hands
-the model and the training dialogues to the submission's fine-tuning function, asks the contexts again with
+It loads a fresh copy of the grading model, calls the submission's chat function on the held-out contexts, hands
+the model and the training dialogues to the submission's fine-tuning function, calls the chat function again with
 the model it returns, and exports that model's weights. The grader process measures perplexities and scores.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from harness import config
-from harness.execute.probes import StudentError, call_student, export_weights
-from harness.execute.worker import EventLog, OutputCapture, SoftTimeout, describe_exception, exit_if_forked, run_limited
+from harness.execute.probes import StudentError, call_student, export_weights, run_steps
+from harness.execute.worker import EventLog, OutputCapture
 
 WEIGHTS = "project_weights"
 
 
 def run_all(job: dict, namespace: dict, events: EventLog, capture: OutputCapture) -> None:
-    import os
-
     spec = job["probe"]["project"]
     limits = job["limits"]
     state: dict[str, Any] = {}
@@ -31,26 +28,8 @@ def run_all(job: dict, namespace: dict, events: EventLog, capture: OutputCapture
         ("project.finetune", lambda: fine_tune(job, namespace, state), max(limits["check"], limits["cell"])),
         ("project.after", lambda: replies(namespace, state, spec, "tuned"), limits["check"]),
     ]
-    worker_pid = os.getpid()
-    for name, step, limit in steps:
-        capture.to(f"probe-{name}")
-        events.write("probe_start", check=name, limit=limit)
-        started = time.monotonic()
-        try:
-            data = run_limited(limit, step)
-        except SoftTimeout as error:
-            data = {"outcome": "timeout", "error": str(error), "limit": limit}
-        except StudentError as error:
-            data = {"outcome": "student_error", **error.details}
-        except Exception as error:  # noqa: BLE001 - a bug in the probe itself, reported as such
-            data = {"outcome": "internal_error", **describe_exception(error)}
-        exit_if_forked(worker_pid)
-        data.setdefault("outcome", "ok")
-        data["seconds"] = round(time.monotonic() - started, 3)
-        events.write("probe", check=name, data=data)
-        if data["outcome"] != "ok" and name != "project.before":
-            break
-
+    # Without a model from setup, or without a fine-tuned model, the later steps have nothing to work on.
+    run_steps(steps, events, capture, stop=lambda name, data: data["outcome"] != "ok" and name != "project.before")
 
 def setup(job: dict, namespace: dict, state: dict) -> dict:
     """Load the grading model and tokenizer, and the training dialogues (the shipped ones or the submission's)."""
@@ -87,12 +66,12 @@ def setup(job: dict, namespace: dict, state: dict) -> dict:
     return data
 
 
-def replies(namespace: dict, state: dict, spec: dict, which: str) -> dict:
-    """Ask the chat function every held-out context with `state[which]` as the model."""
+def replies(namespace: dict, state: dict, spec: dict, model_key: str) -> dict:
+    """Call the chat function on every held-out context with `state[model_key]` as the model."""
     import torch
 
     chat = namespace.get(config.PROJECT_CHAT_FN)
-    model = state.get(which)
+    model = state.get(model_key)
     if not callable(chat) or model is None:
         return {"asked": False}
     answers = []

@@ -334,15 +334,28 @@ def write_class(results: list[SubmissionResult], environment_info: dict, out: Pa
     atomic_write(out / "index.html", page)
     atomic_write(out / "summary.json", json.dumps(summary(ordered, environment_info), indent=2, ensure_ascii=False))
     atomic_write(out / "grades.csv", grades_csv(ordered))
-    if not (out / MANUAL_FILE).exists():
-        atomic_write(out / MANUAL_FILE, manual_template(ordered))
+    sheet = manual_template(ordered, out / MANUAL_FILE)
+    if sheet is not None:
+        atomic_write(out / MANUAL_FILE, sheet)
 
 
-def manual_template(results: list[SubmissionResult]) -> str:
-    """The sheet an instructor fills in: one row per submission, one column per written exercise."""
+def manual_template(results: list[SubmissionResult], existing: Path | None = None) -> str | None:
+    """The sheet an instructor fills in: one row per submission, one column per written exercise.
+
+    Rows already in `existing` are kept as they are, entries included; submissions it lacks get empty rows.
+    Returns None when `existing` has other columns (another kind of assignment), so nothing entered is lost.
+    """
     from harness.manual import sheet_columns
 
     parts = sheet_columns(results)
-    rows: list[list[Any]] = [["submission", *parts, "comment"]]
-    rows += [[result.submission_id, *[""] * len(parts), ""] for result in results]
-    return _csv(rows)
+    header = ["submission", *parts, "comment"]
+    rows: list[list[Any]] = []
+    if existing is not None and existing.is_file():
+        with existing.open(newline="", encoding="utf-8") as handle:
+            kept = list(csv.reader(handle))
+        if kept and kept[0] != header:
+            return None
+        rows = kept[1:]
+    listed = {row[0] for row in rows if row}
+    rows += [[result.submission_id, *[""] * len(parts), ""] for result in results if result.submission_id not in listed]
+    return _csv([header, *rows])
