@@ -28,19 +28,26 @@ def grade_project(folder, out, *models, extra=()):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("projects")
-    shutil.copy(REFERENCE, folder / "reference_project.py")
-    for path in PROJECT.glob("*.py"):
-        shutil.copy(path, folder / path.name)
-    rubric = folder.parent / "project-rubric.toml"
+    """The reference with two models (the comparison), and the broken projects with the first one only."""
+    rubric = tmp_path_factory.mktemp("project-rubric") / "rubric.toml"
     rubric.write_text(RUBRIC)
+    reference = tmp_path_factory.mktemp("reference-project")
+    shutil.copy(REFERENCE, reference / "reference_project.py")
+    broken = tmp_path_factory.mktemp("broken-projects")
+    for path in PROJECT.glob("*.py"):
+        shutil.copy(path, broken / path.name)
     out = tmp_path_factory.mktemp("project-out")
-    code, summary = grade_project(folder, out, "tiny-gpt2", "tiny-llama", extra=("--rubric", str(rubric)))
-    return code, summary, out
+    code, _ = grade_project(reference, out, "tiny-gpt2", "tiny-llama", extra=("--rubric", str(rubric)))
+    assert code == 0
+    broken_out = tmp_path_factory.mktemp("broken-out")
+    code, summary = grade_project(broken, broken_out, "tiny-gpt2", extra=("--rubric", str(rubric)))
+    reference_summary = json.loads((out / "summary.json").read_text())
+    summary["submissions"].update(reference_summary["submissions"])
+    return code, summary, out, broken_out
 
 
 def test_verdicts(graded):
-    code, summary, _ = graded
+    code, summary, _, _ = graded
     assert code == 0
     assert statuses(summary, "reference_project") == dict(zip(CHECKS, (P, P, P, P)))
     assert summary["submissions"]["reference_project"]["score"] == 100
@@ -49,7 +56,7 @@ def test_verdicts(graded):
 
 
 def test_messages_explain_the_verdicts(graded):
-    _, summary, _ = graded
+    _, summary, _, _ = graded
     ivan = summary["submissions"]["ivan_no_training"]["checks"]["project.improvement"]["message"]
     assert "pretrained weights: no training happened" in ivan
     judy = summary["submissions"]["judy_canned_chat"]["checks"]["project.chat"]["message"]
@@ -59,7 +66,7 @@ def test_messages_explain_the_verdicts(graded):
 
 
 def test_measurements_per_model(graded):
-    _, _, out = graded
+    _, _, out, broken_out = graded
     result = json.loads((out / "reference_project" / "result.json").read_text())
     models = result["project"]["models"]
     assert list(models) == ["tiny-gpt2", "tiny-llama"]
@@ -67,12 +74,12 @@ def test_measurements_per_model(graded):
         assert row["perplexity_after"]["held_out"] < row["perplexity_before"]["held_out"]
         assert set(row["metrics_after"]) == {"chrf", "bleu", "rouge"}
     assert len(result["project"]["samples"]) == 4
-    ivan = json.loads((out / "ivan_no_training" / "result.json").read_text())
+    ivan = json.loads((broken_out / "ivan_no_training" / "result.json").read_text())
     assert ivan["project"]["models"]["tiny-gpt2"]["changed_tensors"] == 0
 
 
 def test_reports_have_the_project_section(graded):
-    _, _, out = graded
+    _, _, out, _ = graded
     student = (out / "reference_project" / "student.html").read_text()
     assert 'id="project-metrics"' in student
     assert "Reply overlap before and after fine-tuning (tiny-gpt2)" in student
