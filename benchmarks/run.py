@@ -120,7 +120,7 @@ DIALOGPT_MEDIUM_PARAMETERS = 354.8e6
 # 320 GB/s memory bandwidth, 16 GB). The utilisations are assumptions for batch-1 work, not measurements.
 GPU = {"name": "NVIDIA T4", "fp32_flops": 8.1e12, "bandwidth": 320e9, "memory_gib": 16,
        "training_utilisation": 0.3, "bandwidth_utilisation": 0.6}
-# What one lab submission computes: 11 optimizer steps of 128 tokens (the pair repeated 100 times), and about
+# Work of one lab submission: 11 optimizer steps of 128 tokens (the pair repeated 100 times), and about
 # 10 replies of 48 new tokens (the grader's 4, the interface check's 1, and the notebook's own).
 LAB_STEPS, LAB_STEP_TOKENS, LAB_NEW_TOKENS = 11, 128, 10 * 48
 
@@ -170,8 +170,8 @@ def measure_step_costs(model_folder: Path) -> dict:
 def gpu_estimate(costs: dict, overhead_seconds: float, submissions: int = 200) -> dict:
     """Expected time for `submissions` on DialoGPT-medium on one GPU, from the costs measured here.
 
-    Training time scales with the FLOPs of a step (6 x parameters x tokens) at the assumed utilisation; generation
-    is bound by reading every weight once per token. The grader's own work per submission (the worker's fork,
+    Training time scales with the FLOPs of a step (6 x parameters x tokens) at the assumed utilisation. Generation
+    is bound by memory, because every weight is read once per token. The grader's own work per submission (the worker's fork,
     the probes, the Gradio round trip) is the per-submission time measured here on the tiny model, where
     compute is small, plus the measured transfer of the tuned weights scaled to the model's size. That work runs
     on the CPU whatever the device.

@@ -27,14 +27,14 @@ logger = logging.getLogger(__name__)
 
 # Bumped when the way the baseline is computed changes, which invalidates every cached one.
 BASELINE_VERSION = 1
-# Bytes read from each end of a weights file for the model's fingerprint; with the size and the config, this
-# tells apart any two models the grader builds or converts without reading gigabytes.
+# Bytes read from each end of a weights file for the model's fingerprint, so that no gigabytes are read. NOTE: two
+# weights files of the same size that differ only in between would share a fingerprint (--recompute-baseline).
 FINGERPRINT_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class Decoding:
-    """How the grader asks a model for a reply: the prompt plus the EOS token, then greedy decoding.
+    """Decoding settings of the grader's requests for a reply: the prompt plus the EOS token, then greedy decoding.
 
     This is the convention the assignment gives for `generate_response`, so the baseline replies are what a
     submission's chatbot says before fine-tuning.
@@ -51,7 +51,7 @@ class Decoding:
 
 @dataclass
 class Baseline:
-    """What the untuned model does; `cached` is true when it was read from disk."""
+    """Measurements of the untuned model; `cached` is true when they were read from disk."""
 
     key: str
     loss: float

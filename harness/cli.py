@@ -236,7 +236,7 @@ def merge_manual_main(argv: list[str]) -> int:
 
 
 def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, **changes) -> GradeConfig:
-    """The grading settings the options ask for, over the rubric file's; exits with a usage error if invalid."""
+    """Build the grading settings from the options over the rubric file's; exit with a usage error if invalid."""
     rubric, limits = Rubric(), Limits()
     if args.rubric is not None:
         try:
@@ -265,6 +265,17 @@ def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace, 
     ).replace(**changes)
 
 
+def discover(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list:
+    """Return the submissions under `args.path`, in the `--shard` slice; exit with a usage error if there are none."""
+    try:
+        submissions, warnings = find_submissions(args.path)
+    except DiscoveryError as error:
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {error}\n")
+    for warning in warnings:
+        logger.warning(warning)
+    return select_shard(submissions, args.shard)
+
+
 def check_main(argv: list[str]) -> int:
     """`grade check FILE`: the student's self-check, with the instructor's engine and isolation."""
     parser = build_parser(
@@ -279,10 +290,7 @@ def check_main(argv: list[str]) -> int:
         parser.exit(EXIT_USAGE, f"grade check: error: {args.path} is not a file; pass your notebook (.ipynb) or "
                                 "script (.py), for example: grade check lab.ipynb\n")
     config = config_from_args(parser, args, force=True, public_only=True, jobs=1)
-    try:
-        submissions, _ = find_submissions(args.path)
-    except DiscoveryError as error:
-        parser.exit(EXIT_USAGE, f"grade check: error: {error}\n")
+    submissions = discover(parser, args)
 
     from harness.grading import grade_batch
     from harness.report.writer import student_copy
@@ -325,13 +333,7 @@ def project_main(argv: list[str]) -> int:
     if len(set(models)) != len(models):
         parser.exit(EXIT_USAGE, f"grade project: error: a model is given twice in --model {' '.join(models)}\n")
     config = config_from_args(parser, args, model=models[0])
-    try:
-        submissions, warnings = find_submissions(args.path)
-    except DiscoveryError as error:
-        parser.exit(EXIT_USAGE, f"grade project: error: {error}\n")
-    for warning in warnings:
-        logger.warning(warning)
-    submissions = select_shard(submissions, args.shard)
+    submissions = discover(parser, args)
 
     from harness.project.grading import grade_projects
 
@@ -404,13 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     config = config_from_args(parser, args)
-    try:
-        submissions, warnings = find_submissions(args.path)
-    except DiscoveryError as error:
-        parser.exit(EXIT_USAGE, f"grade: error: {error}\n")
-    for warning in warnings:
-        logger.warning(warning)
-    submissions = select_shard(submissions, args.shard)
+    submissions = discover(parser, args)
 
     from harness.grading import grade_batch
 

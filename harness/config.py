@@ -37,7 +37,7 @@ VISIBILITIES = ("public", "hidden")
 
 @dataclass(frozen=True)
 class CheckPolicy:
-    """Points of one check and who sees its details: `public` (everyone) or `hidden` (the instructor only)."""
+    """Points of one check and the audience of its details: `public` (everyone) or `hidden` (the instructor only)."""
 
     points: float
     visibility: str = "public"

@@ -1,4 +1,4 @@
-"""Where grading computes: `--device auto|cpu|cuda`, and how many submissions fit on a GPU at once."""
+"""Device choice for grading (`--device auto|cpu|cuda`) and the number of submissions a GPU holds at once."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class DeviceError(ValueError):
 
 
 def resolve_device(requested: str) -> str:
-    """Return `cpu` or `cuda` for `requested`: `auto` picks CUDA when torch sees a GPU."""
+    """Return `cpu` or `cuda` for `requested`: `auto` picks CUDA when torch finds a GPU."""
     import torch
 
     if requested not in DEVICES:
@@ -40,7 +40,7 @@ def weights_bytes(model_dir: Path) -> int:
 
 
 def gpu_jobs(requested: int, model_dir: Path, free_bytes: int) -> int:
-    """The number of submissions that fit in `free_bytes` of GPU memory at once, at most `requested`, at least 1."""
+    """Return how many submissions fit in `free_bytes` of GPU memory at once, at most `requested`, at least 1."""
     per_job = TRAINING_COPIES * weights_bytes(model_dir) + OVERHEAD_BYTES
     fitting = max(1, math.floor(free_bytes / per_job))
     return min(requested, fitting)
@@ -60,5 +60,5 @@ def fit_jobs_to_gpu(requested: int, model_dir: Path) -> int:
 
 
 def device_nodes() -> list[Path]:
-    """The NVIDIA device files a sandboxed submission needs to reach the GPU."""
+    """Return the NVIDIA device files a sandboxed submission needs to reach the GPU."""
     return sorted(path for path in Path("/dev").glob("nvidia*") if not path.is_dir())

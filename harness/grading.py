@@ -315,9 +315,11 @@ def internal_failure(submission: Submission, config: GradeConfig, environment: d
                             environment=environment, problem="internal grader error (see the grader's log)")
 
 
-def unreadable(submission: Submission, message: str, config: GradeConfig, environment: dict) -> SubmissionResult:
+def unreadable(submission: Submission, message: str, config: GradeConfig, environment: dict,
+               check_ids: tuple[str, ...] = CHECK_IDS) -> SubmissionResult:
+    """Return the result of a submission that could not be read: every check an error that gives `message`."""
     points = config.rubric.points
     checks = [CheckResult(check_id, "error", 0.0, points(check_id), f"Not graded: {message}")
-              for check_id in CHECK_IDS]
+              for check_id in check_ids]
     return SubmissionResult(submission_id=submission.id, path=str(submission.path), checks=checks,
                             environment=environment, problem=first_line(message, 1000))

@@ -43,8 +43,8 @@ class ManualScoresError(ValueError):
 def read_sheet(path: Path, results: dict[str, SubmissionResult], strict: bool = True) -> dict[str, dict]:
     """Return {submission: {"scores": {exercise: points}, "comment": text}} for the rows that have entries.
 
-    With `strict`, a row for a submission that is not in `results` is an error (a misspelt id); without it, such
-    rows are skipped, as when a run grades only some of the submissions the sheet lists.
+    With `strict`, a row for a submission that is not in `results` is an error, because it is likely a misspelt
+    id. Without it, such rows are skipped: a run may grade only some of the submissions the sheet lists.
     """
     try:
         with path.open(newline="", encoding="utf-8") as handle:

@@ -18,7 +18,7 @@ class RubricError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    """What one key accepts: a check on the value and the sentence that says what is allowed."""
+    """What one key accepts: a check on the value and the sentence that describes what is allowed."""
 
     accepts: Callable[[Any], bool]
     allowed: str

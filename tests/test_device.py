@@ -1,4 +1,4 @@
-"""--device: CUDA only where torch sees a GPU, and the number of jobs a GPU's memory holds."""
+"""--device: CUDA only where torch finds a GPU, and the number of jobs that fit in a GPU's memory."""
 
 from __future__ import annotations
 

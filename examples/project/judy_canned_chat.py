@@ -20,7 +20,7 @@ from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArgum
 
 
 def dialogue_text(record, eos):
-    """One training text per dialogue, in the format of the grader's contexts."""
+    """Format one dialogue as a training text, in the layout of the grader's contexts."""
     lines = ["Persona: " + " ".join(record["persona"])]
     for turn in record["turns"]:
         lines.append(("User: " if turn["speaker"] == "user" else "Bot: ") + turn["text"])

@@ -78,7 +78,7 @@ def grade(context: CheckContext, finetune: CheckResult, baseline: Baseline) -> C
 
 
 def _rows(data: dict, baseline_replies: dict[str, str], response: str) -> list[dict]:
-    """One row per prompt: the untuned model's reply (the grader's baseline) and the submission's reply after."""
+    """Build one row per prompt: the untuned model's reply (the grader's baseline) and the submission's reply after."""
     prompts = data["prompts"]
     after = data["after"]
     before = [baseline_replies.get(prompt) for prompt in prompts]

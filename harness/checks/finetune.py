@@ -102,7 +102,7 @@ class LossMeter:
 
         model_config = AutoConfig.from_pretrained(self.model_dir, vocab_size=vocab)
         # from_pretrained skips the random initialisation that from_config spends seconds on; every tensor must
-        # then come from the file, which the loading info tells.
+        # then come from the file, as the loading info reports.
         try:
             model, info = AutoModelForCausalLM.from_pretrained(folder, config=model_config, output_loading_info=True)
         except (OSError, RuntimeError, ValueError) as error:

@@ -18,8 +18,11 @@ from typing import Any
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Keyword arguments that only make sense for a hub download and would be wrong for the served folder.
-# Optimizer steps after which the loss curve is measured; a run that trains longer keeps its first points.
-MAX_CURVE_STEPS = 500
+# The loss curve is measured after each of the first CURVE_EVERY_STEP steps, then after every CURVE_STRIDE-th
+# step up to MAX_CURVE_STEPS, so a long training pays for at most about 190 extra forward passes.
+CURVE_EVERY_STEP = 100
+CURVE_STRIDE = 10
+MAX_CURVE_STEPS = 1000
 # Models returned by `from_pretrained` in this process, to find the one an optimizer trains.
 LOADED_MODELS: "weakref.WeakSet" = weakref.WeakSet()
 
@@ -42,7 +45,7 @@ class Recorder:
     colab_calls: list[str] = field(default_factory=list)
     # The rubric's pair, "prompt\nresponse"; its loss is measured after each optimizer step.
     pair_text: str = ""
-    # [optimizer step, loss of the pair] after each of the first MAX_CURVE_STEPS steps.
+    # [optimizer step, loss of the pair], measured as CURVE_EVERY_STEP and CURVE_STRIDE say.
     loss_curve: list[list[float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -134,7 +137,8 @@ def _patch_training(recorder: Recorder) -> None:
 
     def count_step(optimizer, args, kwargs):
         recorder.optimizer_steps += 1
-        if recorder.optimizer_steps <= MAX_CURVE_STEPS:
+        steps = recorder.optimizer_steps
+        if steps <= CURVE_EVERY_STEP or (steps <= MAX_CURVE_STEPS and steps % CURVE_STRIDE == 0):
             meter.measure(optimizer)
 
     register_optimizer_step_post_hook(count_step)

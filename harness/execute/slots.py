@@ -120,7 +120,7 @@ class Slot:
             env["GRADER_PID_NAMESPACE"] = "1"
         env["GRADER_SCRATCH"] = os.pathsep.join(str(path) for path in scratch)
         if self.config.device == "cpu":
-            # Graded on the CPU, a submission sees no GPU even on a machine that has one.
+            # Graded on the CPU, a submission finds no GPU even on a machine that has one.
             env["CUDA_VISIBLE_DEVICES"] = ""
 
         argv = [sys.executable, "-u", "-m", "harness.execute.zygote"]

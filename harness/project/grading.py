@@ -24,7 +24,7 @@ from harness.config import GradeConfig
 from harness.execute.sandbox import choose_isolation
 from harness.execute.slots import close_slots, launch_slots
 from harness.execute.supervisor import RunOutcome, run_program
-from harness.grading import BatchResult, cell_runs, describe_environment, process_problem
+from harness.grading import BatchResult, cell_runs, describe_environment, process_problem, unreadable
 from harness.models import resolve_model
 from harness.project.evaluation import PerplexityMeter, held_out_examples, overlap
 from harness.project.probe import WEIGHTS
@@ -106,7 +106,7 @@ def grade_projects(submissions: list[Submission], *, config: GradeConfig, models
     for submission in submissions:
         program = programs[submission.id]
         if isinstance(program, str):
-            result = unreadable(submission, program, config, environment)
+            result = unreadable(submission, program, config, environment, PROJECT_CHECK_IDS)
         else:
             outcome, seconds = runs[submission.id]
             result = build_result(submission, program, outcome, evaluations[submission.id], specs[0].name,
@@ -330,11 +330,3 @@ def discussion_check(program: Program, config: GradeConfig) -> CheckResult:
                        f"No discussion of at least {minimum} words was found ({words} words). Add a markdown cell "
                        "with a `## Discussion` heading that compares the chatbot before and after fine-tuning.",
                        details)
-
-
-def unreadable(submission: Submission, message: str, config: GradeConfig, environment: dict) -> SubmissionResult:
-    checks = [CheckResult(check_id, "error", 0.0, config.rubric.points(check_id), f"Not graded: {message}")
-              for check_id in PROJECT_CHECK_IDS]
-    return SubmissionResult(submission_id=submission.id, path=str(submission.path), checks=checks,
-                            environment=environment, problem=first_line(message, 1000))
-

@@ -1,8 +1,8 @@
 """The final project's probe: runs inside the submission process after its cells, and only gathers data.
 
-It loads a fresh copy of the grading model, calls the submission's chat function on the held-out contexts, hands
-the model and the training dialogues to the submission's fine-tuning function, calls the chat function again with
-the model it returns, and exports that model's weights. The grader process measures perplexities and scores.
+It loads a fresh copy of the grading model and calls the submission's chat function on the held-out contexts.
+Then it hands the model and the training dialogues to the submission's fine-tuning function, calls the chat
+function again with the model it returns, and exports that model's weights. The grader process measures perplexities and scores.
 """
 
 from __future__ import annotations

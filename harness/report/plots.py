@@ -73,7 +73,7 @@ def _axes(x_ticks: list[tuple[float, str]], y_ticks: list[tuple[float, str]], x_
 
 def line_plot(points: list[tuple[float, float]], *, title: str, description: str, x_label: str, y_label: str,
               limit: float | None = None, limit_label: str = "") -> Markup:
-    """A line through `points` (x ascending), with an optional horizontal limit line."""
+    """Draw a line through `points` (x ascending), with an optional horizontal limit line."""
     width, height = WIDTH, HEIGHT
     xs = [x for x, _ in points] or [0.0]
     ys = [y for _, y in points if math.isfinite(y)] or [0.0]

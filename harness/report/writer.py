@@ -1,6 +1,6 @@
 """Write the per-submission reports and exports, and the class page, summary and grade sheet.
 
-Each submission folder holds two views of one result: `report.html` for the instructor, with everything, and
+Each submission folder contains two views of one result: `report.html` for the instructor, with everything, and
 `student.html` for the student, rendered from a copy whose hidden checks keep only their title, status and
 points. `results.json` (Gradescope) is built from that same copy, so hidden inputs never reach a student.
 """
@@ -93,7 +93,7 @@ def word_diff(before: str | None, after: str | None) -> tuple[Markup, Markup]:
 
 
 def expectation(check_id: str, rubric: dict) -> str:
-    """What passing a check requires, in the rubric's own numbers."""
+    """Describe what passing a check requires, in the rubric's own numbers."""
     pair = rubric.get("pair", {})
     project = rubric.get("project", {})
     return {
@@ -176,7 +176,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def student_copy(result: SubmissionResult) -> SubmissionResult:
-    """A copy of `result` in which each hidden check keeps only its title, status and points."""
+    """Return a copy of `result` in which each hidden check keeps only its title, status and points."""
     shown = copy.deepcopy(result)
     for check in shown.checks:
         if check.visibility == "hidden":
@@ -259,7 +259,7 @@ def _csv(rows: list[list[Any]]) -> str:
 
 
 def check_ids_of(results: list[SubmissionResult]) -> list[str]:
-    """The checks that ran on any of `results`, in the usual order (a self-check runs only the public ones)."""
+    """Return the checks that ran on any of `results`, in the usual order (a self-check runs only the public ones)."""
     present = {check.id for result in results for check in result.checks}
     return [check_id for check_id in (*CHECK_IDS, *PROJECT_CHECK_IDS) if check_id in present]
 
@@ -319,7 +319,7 @@ def class_analytics(results: list[SubmissionResult]) -> dict[str, Any]:
 
 
 def _failure_kind(message: str) -> str:
-    """The first sentence of a message with quoted text and numbers blanked, so similar failures group."""
+    """Return the first sentence of a message with quoted text and numbers blanked, so similar failures group."""
     first = re.split(r"(?<=[.:;])\s", message, maxsplit=1)[0]
     first = re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`", "'…'", first)
     return re.sub(r"\d+(\.\d+)?", "#", first)
@@ -340,7 +340,7 @@ def write_class(results: list[SubmissionResult], environment_info: dict, out: Pa
 
 
 def manual_template(results: list[SubmissionResult], existing: Path | None = None) -> str | None:
-    """The sheet an instructor fills in: one row per submission, one column per written exercise.
+    """Build the sheet an instructor fills in: one row per submission, one column per written exercise.
 
     Rows already in `existing` are kept as they are, entries included; submissions it lacks get empty rows.
     Returns None when `existing` has other columns (another kind of assignment), so nothing entered is lost.
